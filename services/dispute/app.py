@@ -1,0 +1,71 @@
+"""FastAPI factory of the dispute service. The process also runs the claim consumer and the Temporal
+worker of the ``dispute`` task queue, started and stopped with the app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+
+from services.dispute.consumer import CONSUMER, ClaimEventHandler
+from services.dispute.models import inbox
+from services.dispute.routes import router
+from services.dispute.worker import build_worker
+from shared.db import database_ready, get_engine
+from shared.http import install_healthz, install_problem_handlers
+from shared.kafka import broker_ready
+from shared.kafka.consumer import run_consumer
+from shared.runtime import connect_temporal
+from shared.settings import get_settings
+from shared.temporal import temporal_ready
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    engine = get_engine()
+    client = await connect_temporal(settings)
+    app.state.temporal = client
+    stop = asyncio.Event()
+    worker = build_worker(client, engine, settings)
+    worker_task = asyncio.create_task(worker.run())
+    consumer_task = asyncio.create_task(
+        run_consumer(
+            topic=settings.topic_claims,
+            group_id=CONSUMER,
+            inbox=inbox,
+            handler=ClaimEventHandler(client, settings),
+            engine=engine,
+            settings=settings,
+            stop=stop,
+        )
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        with suppress(Exception):
+            await asyncio.wait_for(consumer_task, 10)
+        await worker.shutdown()
+        with suppress(Exception):
+            await worker_task
+        await engine.dispose()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="idrflow dispute",
+        version="0.1.0",
+        description="Claim lifecycle: stages and deadlines of every claim, read from its workflow.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+
+    async def temporal() -> bool:
+        return await temporal_ready(getattr(app.state, "temporal", None))
+
+    install_healthz(app, {"postgresql": database_ready, "temporal": temporal, "kafka": broker_ready})
+    app.include_router(router)
+    return app

@@ -1,0 +1,56 @@
+"""The dispute consumer: each ``ClaimAdjudicated`` on ``idr.claims.v1`` signal-with-starts the claim's
+lifecycle workflow. The workflow de-duplicates by event id, so a redelivery changes nothing."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput
+from services.dispute.workflows import ClaimLifecycleWorkflow
+from shared.events import ClaimAdjudicated, Envelope
+from shared.settings import Settings
+from shared.temporal import IDR_CLAIM_ID, IDR_PAYER, IDR_STAGE, IDR_TENANT, claim_workflow_id
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "dispute-claims"
+
+
+class ClaimEventHandler:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    async def __call__(self, session: AsyncSession, env: Envelope) -> None:
+        if env.event_type != ClaimAdjudicated.event_type:
+            log.info("ignoring %s %s", env.event_type, env.event_id)
+            return
+        facts = ClaimAdjudicated.model_validate(env.payload)
+        workflow_id = claim_workflow_id(env.tenant_id, env.claim_id)
+        try:
+            await self.client.start_workflow(
+                ClaimLifecycleWorkflow.run,
+                ClaimLifecycleInput(tenant_id=env.tenant_id, claim_id=env.claim_id),
+                id=workflow_id,
+                task_queue=self.settings.dispute_task_queue,
+                start_signal="claim_event",
+                start_signal_args=[ClaimEventSignal(event_id=env.event_id, occurred_at=env.occurred_at, facts=facts)],
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        IDR_TENANT.value_set(env.tenant_id),
+                        IDR_CLAIM_ID.value_set(env.claim_id),
+                        IDR_PAYER.value_set(facts.payer_name),
+                        IDR_STAGE.value_set("received"),
+                    ]
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            # the claim's workflow has closed (e.g. forfeited): a late event cannot reopen it
+            log.warning("claim workflow %s is closed; event %s recorded but not applied", workflow_id, env.event_id)
+        log.info("claim event %s delivered to %s", env.event_id, workflow_id)

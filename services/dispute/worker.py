@@ -1,0 +1,24 @@
+"""The dispute Temporal worker: lifecycle workflows and their activities on task queue ``dispute``."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from services.dispute.activities import DisputeActivities
+from services.dispute.workflows import ClaimLifecycleWorkflow
+from shared.rules.calendar import federal_calendar
+from shared.settings import Settings
+
+WORKFLOWS = [ClaimLifecycleWorkflow]
+
+
+def build_worker(client: Client, engine: AsyncEngine, settings: Settings) -> Worker:
+    acts = DisputeActivities(engine, settings, federal_calendar())
+    return Worker(
+        client,
+        task_queue=settings.dispute_task_queue,
+        workflows=WORKFLOWS,
+        activities=[acts.plan_deadlines, acts.emit_event, acts.emit_alert],
+    )

@@ -1,0 +1,57 @@
+"""FastAPI factory of the notifier. The process also runs the alert consumer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+
+from services.notifier.channels import default_channels
+from services.notifier.consumer import CONSUMER, AlertHandler
+from services.notifier.models import inbox
+from services.notifier.routes import router
+from shared.db import database_ready, get_engine
+from shared.http import install_healthz, install_problem_handlers
+from shared.kafka import broker_ready
+from shared.kafka.consumer import run_consumer
+from shared.settings import get_settings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    engine = get_engine()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_consumer(
+            topic=settings.topic_alerts,
+            group_id=CONSUMER,
+            inbox=inbox,
+            handler=AlertHandler(engine, settings, default_channels(settings)),
+            engine=engine,
+            settings=settings,
+            stop=stop,
+        )
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        with suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        await engine.dispose()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="idrflow notifier",
+        version="0.1.0",
+        description="Deadline alerts by email and Slack, with a delivery log.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    install_healthz(app, {"postgresql": database_ready, "kafka": broker_ready})
+    app.include_router(router)
+    return app

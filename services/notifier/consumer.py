@@ -1,0 +1,101 @@
+"""The notifier consumer: each alert on ``idr.alerts.v1`` is delivered once per subscribed channel.
+
+Each delivery is recorded in its own transaction right after the channel accepts it, so when one
+channel fails and the event is retried, the channels that already succeeded are not sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from services.notifier.channels import Channel
+from services.notifier.models import deliveries, subscriptions
+from services.notifier.service import ALERT_TYPES, render_alert
+from shared.db import unit_of_work
+from shared.events import Envelope
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "notifier-alerts"
+
+
+class AlertHandler:
+    def __init__(self, engine: AsyncEngine, settings: Settings, channels: dict[str, Channel]) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.channels = channels
+
+    async def _record(self, env: Envelope, channel: str, target: str, ok: bool, detail: str) -> None:
+        now = datetime.now(UTC)
+        values = {
+            "event_id": env.event_id,
+            "tenant_id": env.tenant_id,
+            "claim_id": env.claim_id,
+            "event_type": env.event_type,
+            "channel": channel,
+            "target": target,
+            "status": "sent" if ok else "failed",
+            "provider_message_id": detail if ok else None,
+            "detail": None if ok else detail[:2000],
+            "sent_at": now if ok else None,
+            "updated_at": now,
+        }
+        stmt = insert(deliveries).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            constraint="uq_deliveries_event_channel_target",
+            set_={
+                k: stmt.excluded[k] for k in ("status", "provider_message_id", "detail", "sent_at", "updated_at")
+            }
+            | {"attempts": deliveries.c.attempts + 1},
+        )
+        async with unit_of_work(self.engine) as session:
+            await session.execute(stmt)
+
+    async def __call__(self, session: AsyncSession, env: Envelope) -> None:
+        if env.event_type not in ALERT_TYPES:
+            return
+        message = render_alert(env, self.settings)
+        targets = (
+            await session.execute(
+                select(subscriptions.c.channel, subscriptions.c.target).where(
+                    subscriptions.c.tenant_id == env.tenant_id
+                )
+            )
+        ).all()
+        if not targets:
+            log.warning("tenant %s has no alert subscriptions; alert %s not delivered", env.tenant_id, env.event_id)
+            return
+        done = {
+            (r.channel, r.target)
+            for r in (
+                await session.execute(
+                    select(deliveries.c.channel, deliveries.c.target).where(
+                        deliveries.c.event_id == env.event_id, deliveries.c.status == "sent"
+                    )
+                )
+            ).all()
+        }
+        failures: list[str] = []
+        for channel_name, target in targets:
+            if (channel_name, target) in done:
+                continue
+            channel = self.channels.get(channel_name)
+            if channel is None:
+                log.error("unknown channel %s for tenant %s", channel_name, env.tenant_id)
+                continue
+            try:
+                provider_id = await channel.send(target, message)
+            except Exception as exc:
+                await self._record(env, channel_name, target, False, f"{type(exc).__name__}: {exc}")
+                failures.append(f"{channel_name}: {exc}")
+                continue
+            await self._record(env, channel_name, target, True, provider_id)
+            log.info("alert %s for claim %s sent by %s", env.event_id, env.claim_id, channel_name)
+        if failures:
+            raise RuntimeError("delivery failed: " + "; ".join(failures))

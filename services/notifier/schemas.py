@@ -1,0 +1,21 @@
+"""API models of the notifier."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel
+
+
+class Delivery(BaseModel):
+    event_id: UUID
+    claim_id: str
+    event_type: str
+    channel: str
+    status: Literal["sent", "failed"]
+    attempts: int
+    provider_message_id: str | None
+    detail: str | None
+    sent_at: datetime | None

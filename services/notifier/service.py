@@ -1,0 +1,92 @@
+"""Turning an alert event into messages: the wording of every channel, free of patient data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from shared.events import DeadlineApproaching, DeadlineMissed, Envelope
+from shared.settings import Settings
+
+ALERT_TYPES = (DeadlineApproaching.event_type, DeadlineMissed.event_type)
+
+DEADLINE_LABELS = {
+    "open_negotiation_initiation_deadline": "Open negotiation must start",
+}
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+    keep_trailing_newline=True,
+)
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    event_id: str
+    subject: str
+    text: str
+    html: str
+    slack_text: str
+    slack_blocks: list[dict[str, Any]]
+
+
+def render_alert(env: Envelope, settings: Settings) -> AlertMessage:
+    payload = env.parse_payload()
+    if not isinstance(payload, DeadlineApproaching | DeadlineMissed):
+        raise ValueError(f"{env.event_type} is not an alert")
+    label = DEADLINE_LABELS.get(payload.deadline_name, payload.deadline_name.replace("_", " ").capitalize())
+    missed = isinstance(payload, DeadlineMissed)
+    if isinstance(payload, DeadlineMissed):
+        left = None
+        headline = f"MISSED: {label} by {payload.due_on.isoformat()}"
+        action = payload.consequence
+        explanation = "The deadline's cut-off passed with no record of the action."
+    else:
+        left = payload.business_days_left
+        when = "today" if left == 0 else f"in {left} business day{'' if left == 1 else 's'}"
+        headline = f"{label} {when} ({payload.due_on.isoformat()})"
+        action = payload.action
+        explanation = payload.explanation
+    context = {
+        "headline": headline,
+        "claim_id": env.claim_id,
+        "payer_name": payload.payer_name,
+        "deadline_label": label,
+        "deadline_name": payload.deadline_name,
+        "due_on": payload.due_on.isoformat(),
+        "business_days_left": left,
+        "stage": payload.stage,
+        "action": action,
+        "explanation": explanation,
+        "missed": missed,
+        "event_id": str(env.event_id),
+        "status_url": f"{settings.dashboard_base_url}/v1/claims/{env.claim_id}",
+    }
+    subject = f"[idrflow] {headline}: claim {env.claim_id}, {payload.payer_name}"
+    slack_text = f"{':red_circle:' if missed else ':alarm_clock:'} *{headline}*: claim `{env.claim_id}`, {payload.payer_name}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": slack_text}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Claim*\n{env.claim_id}"},
+                {"type": "mrkdwn", "text": f"*Payer*\n{payload.payer_name}"},
+                {"type": "mrkdwn", "text": f"*Due*\n{payload.due_on.isoformat()}"},
+                {"type": "mrkdwn", "text": f"*Stage*\n{payload.stage}"},
+            ],
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*What to do:* {action}"}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": explanation}]},
+    ]
+    return AlertMessage(
+        event_id=str(env.event_id),
+        subject=subject,
+        text=_templates.get_template("alert.txt.j2").render(context),
+        html=_templates.get_template("alert.html.j2").render(context),
+        slack_text=slack_text,
+        slack_blocks=blocks,
+    )

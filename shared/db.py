@@ -1,0 +1,95 @@
+"""Database plumbing: the naming convention, engines and sessions, the outbox and inbox tables."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import lru_cache
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from shared.settings import get_settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def outbox_table(schema: str) -> Table:
+    """Events written in the same transaction as the domain rows; the relay publishes them."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("event_id", Uuid, nullable=False, unique=True),
+        Column("topic", String(200), nullable=False),
+        Column("message_key", String(300), nullable=False),
+        Column("event_type", String(100), nullable=False),
+        Column("tenant_id", String(64), nullable=False),
+        Column("envelope", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("last_error", Text, nullable=True),
+        schema=schema,
+    )
+
+
+def inbox_table(schema: str) -> Table:
+    """Events a consumer has applied: recorded in the same transaction as the effect."""
+    return Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(100), nullable=False),
+        Column("event_id", Uuid, nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("consumer", "event_id"),
+        schema=schema,
+    )
+
+
+@lru_cache(maxsize=4)
+def get_engine(url: str | None = None) -> AsyncEngine:
+    return create_async_engine(url or get_settings().database_url, pool_pre_ping=True, pool_size=5)
+
+
+def session_factory(engine: AsyncEngine | None = None) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine or get_engine(), expire_on_commit=False)
+
+
+@asynccontextmanager
+async def unit_of_work(engine: AsyncEngine | None = None) -> AsyncIterator[AsyncSession]:
+    """A transaction that commits on success and rolls back on any error."""
+    async with session_factory(engine)() as session, session.begin():
+        yield session
+
+
+async def database_ready(engine: AsyncEngine | None = None) -> bool:
+    try:
+        async with (engine or get_engine()).connect() as conn:
+            await conn.execute(text("select 1"))
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,154 @@
+"""The one event envelope, the event models and the registry that maps event types to topics.
+
+Payloads carry what the process needs (claim and line identifiers, codes, amounts, dates) and never
+patient names or member ids.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.settings import get_settings
+
+EVENT_NAMESPACE = uuid.UUID("5b0c1c9e-3f0e-4c57-9a55-4a1f3c0d1d7e")
+
+
+def deterministic_event_id(*parts: str) -> uuid.UUID:
+    """The same parts always give the same event id, so a retried emitter cannot duplicate."""
+    return uuid.uuid5(EVENT_NAMESPACE, "/".join(parts))
+
+
+class EventPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    topic_setting: ClassVar[str]
+
+
+class ClaimLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    line_number: int
+    service_code: str
+    code_system: str
+    service_date: date
+    billed: Decimal
+    paid: Decimal
+    qpa: Decimal | None = None
+
+
+class ClaimAdjudicated(EventPayload):
+    """A claim's initial payment or denial is known: the open-negotiation clock may start."""
+
+    event_type: ClassVar[str] = "ClaimAdjudicated"
+    topic_setting: ClassVar[str] = "topic_claims"
+    claim_id: str
+    event_sequence: int
+    source_system: str
+    payer_name: str
+    plan_type: str
+    payer_contact_email: str | None = None
+    provider_npi: str
+    provider_tin: str
+    provider_name: str
+    service_category: str
+    state: str
+    bill_sent_on: date | None = None
+    initial_payment_received_on: date
+    lines: list[ClaimLine]
+
+
+class ClaimStageChanged(EventPayload):
+    event_type: ClassVar[str] = "ClaimStageChanged"
+    topic_setting: ClassVar[str] = "topic_lifecycle"
+    stage: str
+    previous_stage: str | None = None
+    reason: str
+    next_deadline_name: str | None = None
+    next_deadline_on: date | None = None
+
+
+class DeadlineApproaching(EventPayload):
+    event_type: ClassVar[str] = "DeadlineApproaching"
+    topic_setting: ClassVar[str] = "topic_alerts"
+    deadline_name: str
+    due_on: date
+    due_at: datetime
+    business_days_left: int
+    payer_name: str
+    stage: str
+    action: str
+    explanation: str
+
+
+class DeadlineMissed(EventPayload):
+    event_type: ClassVar[str] = "DeadlineMissed"
+    topic_setting: ClassVar[str] = "topic_alerts"
+    deadline_name: str
+    due_on: date
+    payer_name: str
+    stage: str
+    consequence: str
+
+
+REGISTRY: dict[str, type[EventPayload]] = {
+    m.event_type: m for m in (ClaimAdjudicated, ClaimStageChanged, DeadlineApproaching, DeadlineMissed)
+}
+
+
+def topic_for(event_type: str) -> str:
+    model = REGISTRY[event_type]
+    topic: str = getattr(get_settings(), model.topic_setting)
+    return topic
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    event_type: str
+    schema_version: int
+    occurred_at: datetime
+    tenant_id: str
+    claim_id: str
+    payload: dict[str, Any]
+
+    @classmethod
+    def wrap(
+        cls,
+        payload: EventPayload,
+        *,
+        tenant_id: str,
+        claim_id: str,
+        event_id: uuid.UUID | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
+        return cls(
+            event_id=event_id or uuid.uuid4(),
+            event_type=payload.event_type,
+            schema_version=payload.schema_version,
+            occurred_at=occurred_at or datetime.now(UTC),
+            tenant_id=tenant_id,
+            claim_id=claim_id,
+            payload=payload.model_dump(mode="json"),
+        )
+
+    def parse_payload(self) -> EventPayload:
+        try:
+            model = REGISTRY[self.event_type]
+        except KeyError:
+            raise ValueError(f"unknown event type {self.event_type!r}") from None
+        return model.model_validate(self.payload)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        return cls.model_validate_json(raw)
+
+
+Severity = Literal["info", "warning", "critical"]

@@ -1,0 +1,130 @@
+"""RFC 9457 problem details and the pieces every service's FastAPI app shares."""
+
+from __future__ import annotations
+
+import re
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+_NAMED_REASON = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$", re.S)
+PROBLEM_BASE = "https://idrflow.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error that becomes an ``application/problem+json`` response."""
+
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        title: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.type = type_
+        self.title = title
+        self.detail = detail
+        self.errors = errors or ([{"field": field, "reason": detail}] if field else [])
+        self.headers = headers
+
+    def body(self, instance: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": instance,
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+def problem_response(problem: Problem, request: Request) -> JSONResponse:
+    return JSONResponse(
+        problem.body(request.url.path), status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
+
+
+def _field_path(loc: Sequence[int | str]) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "body"
+
+
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        e = next(e for e in errors if e.get("type") == "json_invalid")
+        ctx = e.get("ctx") or {}
+        detail = f"The body is not valid JSON: {ctx.get('error', e.get('msg'))} at position {e['loc'][-1]}."
+        return problem_response(Problem(400, "malformed-json", "Malformed JSON", detail, field="body"), request)
+    items = []
+    for e in errors:
+        field = _field_path(e.get("loc", ()))
+        reason = str(e.get("msg", "invalid"))
+        if e.get("type") == "extra_forbidden":
+            reason = "unknown field"
+        elif e.get("type") == "value_error":
+            reason = reason.removeprefix("Value error, ")
+            named = _NAMED_REASON.match(reason)
+            if named:  # a cross-field rule names the field it blames: "lines[0].service_date: ..."
+                sub = named.group(1)
+                field = sub if field == "body" else f"{field}.{sub}"
+                reason = named.group(2)
+        items.append({"field": field, "reason": reason})
+    detail = "; ".join(f"{i['field']}: {i['reason']}" for i in items)
+    problem = Problem(422, "validation-error", "The request is not valid", detail, errors=items)
+    return problem_response(problem, request)
+
+
+async def _problem_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return problem_response(exc, request)
+
+
+async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed"}
+    problem = Problem(
+        exc.status_code,
+        {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error"),
+        titles.get(exc.status_code, "HTTP error"),
+        str(exc.detail),
+    )
+    return problem_response(problem, request)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(Problem, _problem_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+
+
+HealthCheck = Callable[[], Awaitable[bool]]
+
+
+def install_healthz(app: FastAPI, checks: dict[str, HealthCheck]) -> None:
+    """``GET /healthz``: 200 when every dependency answers, 503 with the failing ones otherwise."""
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> JSONResponse:
+        results = {name: await check() for name, check in checks.items()}
+        ok = all(results.values())
+        body = {"status": "ok" if ok else "unavailable", "checks": {k: "ok" if v else "down" for k, v in results.items()}}
+        return JSONResponse(body, status_code=200 if ok else 503)

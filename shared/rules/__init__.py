@@ -1,0 +1,1 @@
+"""Pure regulatory rules: calendars and deadlines (no I/O)."""

@@ -1,0 +1,93 @@
+"""Settings for every idrflow process: pydantic-settings, prefix ``IDRFLOW_``.
+
+``DATABASE_URL``, ``TEMPORAL_ADDRESS`` and ``KAFKA_BOOTSTRAP_SERVERS`` are also read without the
+prefix, so that any piece of the local stack can be switched to an external server.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IDRFLOW_", env_file=".env", extra="ignore")
+
+    # dependencies
+    database_url: str = Field(
+        default="postgresql+asyncpg://postgres@127.0.0.1:55432/idrflow",
+        validation_alias=AliasChoices("DATABASE_URL", "IDRFLOW_DATABASE_URL"),
+    )
+    temporal_address: str = Field(
+        default="127.0.0.1:7233", validation_alias=AliasChoices("TEMPORAL_ADDRESS", "IDRFLOW_TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str = "default"
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "IDRFLOW_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    # The local tansu broker refuses idempotent producers; switch this on for real Kafka.
+    kafka_enable_idempotence: bool = False
+    kafka_topic_partitions: int = 3
+
+    # task queues
+    dispute_task_queue: str = "dispute"
+    negotiation_task_queue: str = "negotiation"
+
+    # topics
+    topic_claims: str = "idr.claims.v1"
+    topic_lifecycle: str = "idr.lifecycle.v1"
+    topic_alerts: str = "idr.alerts.v1"
+
+    # HTTP ports
+    host: str = "127.0.0.1"
+    intake_port: int = 8001
+    negotiation_port: int = 8002
+    dispute_port: int = 8003
+    notifier_port: int = 8004
+    temporal_ui_port: int = 8233
+
+    # clocks (idr-rules Part A item 3): reminders fire at reminder_time on the business day that is
+    # N business days before the deadline; a deadline ends at deadline_cutoff on its date.
+    reminder_business_days_before: list[int] = [5, 2, 1, 0]
+    reminder_time: time = time(9, 0)
+    deadline_cutoff: time = time(23, 59, 59)
+    business_timezone: str = "America/New_York"
+
+    # consumers and relay
+    consumer_max_attempts: int = 5
+    relay_poll_seconds: float = 0.2
+    relay_batch_size: int = 200
+
+    # notifications
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_start_tls: bool = False
+    email_from: str = "idrflow <alerts@idrflow.local>"
+    dashboard_base_url: str = "http://127.0.0.1:8003"
+
+    # local stack
+    devstack_dir: Path = Path(".devstack")
+    slack_sink_port: int = 8025
+
+    @field_validator("reminder_business_days_before")
+    @classmethod
+    def _reminders_sorted(cls, value: list[int]) -> list[int]:
+        if any(v < 0 for v in value):
+            raise ValueError("reminder offsets are business days before the deadline and cannot be negative")
+        return sorted(set(value), reverse=True)
+
+    @property
+    def sync_database_url(self) -> str:
+        return self.database_url.replace("+asyncpg", "")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

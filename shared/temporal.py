@@ -1,0 +1,48 @@
+"""Temporal: client connection, workflow ids and the search attributes of the architecture page."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from shared.settings import Settings, get_settings
+
+IDR_TENANT = SearchAttributeKey.for_keyword("IdrTenant")
+IDR_CLAIM_ID = SearchAttributeKey.for_keyword("IdrClaimId")
+IDR_PAYER = SearchAttributeKey.for_keyword("IdrPayer")
+IDR_STAGE = SearchAttributeKey.for_keyword("IdrStage")
+IDR_NEXT_DEADLINE = SearchAttributeKey.for_datetime("IdrNextDeadline")
+IDR_SERVICE_CODE = SearchAttributeKey.for_keyword_list("IdrServiceCode")
+
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "IdrTenant": "Keyword",
+    "IdrClaimId": "Keyword",
+    "IdrPayer": "Keyword",
+    "IdrStage": "Keyword",
+    "IdrNextDeadline": "Datetime",
+    "IdrServiceCode": "KeywordList",
+}
+
+
+def claim_workflow_id(tenant_id: str, claim_id: str) -> str:
+    return f"claim:{tenant_id}:{claim_id}"
+
+
+def negotiation_workflow_id(tenant_id: str, claim_id: str) -> str:
+    return f"negotiation:{tenant_id}:{claim_id}"
+
+
+async def connect(settings: Settings | None = None) -> Client:
+    s = settings or get_settings()
+    return await Client.connect(
+        s.temporal_address, namespace=s.temporal_namespace, data_converter=pydantic_data_converter
+    )
+
+
+async def temporal_ready(client: Client | None, settings: Settings | None = None) -> bool:
+    try:
+        c = client or await connect(settings)
+        return await c.service_client.check_health()
+    except Exception:
+        return False

@@ -1,0 +1,84 @@
+"""Tenants and their API keys (schema ``platform``, shared by every service's HTTP API).
+
+Only a SHA-256 of each key is stored. A request authenticates with ``Authorization: Bearer <key>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Column, DateTime, String, Table, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import get_engine, metadata, unit_of_work
+from shared.http import Problem
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("api_key_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    schema="platform",
+)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    name: str
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_api_key(tenant_id: str) -> str:
+    return f"idr_{tenant_id}_{secrets.token_urlsafe(24)}"
+
+
+async def upsert_tenant(tenant_id: str, name: str, api_key: str, engine: AsyncEngine | None = None) -> None:
+    """Create the tenant, or give it this API key and name if it exists."""
+    stmt = insert(tenants).values(tenant_id=tenant_id, name=name, api_key_sha256=hash_key(api_key))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[tenants.c.tenant_id],
+        set_={"name": stmt.excluded.name, "api_key_sha256": stmt.excluded.api_key_sha256},
+    )
+    async with unit_of_work(engine) as session:
+        await session.execute(stmt)
+
+
+async def tenant_for_key(api_key: str, engine: AsyncEngine | None = None) -> Tenant | None:
+    async with (engine or get_engine()).connect() as conn:
+        row = (
+            await conn.execute(
+                select(tenants.c.tenant_id, tenants.c.name).where(tenants.c.api_key_sha256 == hash_key(api_key))
+            )
+        ).first()
+    return Tenant(row.tenant_id, row.name) if row else None
+
+
+async def current_tenant(request: Request) -> Tenant:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Problem(
+            401,
+            "unauthenticated",
+            "Missing API key",
+            "Send the tenant's API key as 'Authorization: Bearer <key>'.",
+            field="Authorization",
+        )
+    tenant = await tenant_for_key(key.strip())
+    if tenant is None:
+        raise Problem(401, "unauthenticated", "Unknown API key", "The API key is not valid.", field="Authorization")
+    return tenant
+
+
+CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
