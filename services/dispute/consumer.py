@@ -7,7 +7,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput
@@ -43,10 +43,10 @@ class ClaimEventHandler:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=TypedSearchAttributes(
                     [
-                        IDR_TENANT.value_set(env.tenant_id),
-                        IDR_CLAIM_ID.value_set(env.claim_id),
-                        IDR_PAYER.value_set(facts.payer_name),
-                        IDR_STAGE.value_set("received"),
+                        SearchAttributePair(IDR_TENANT, env.tenant_id),
+                        SearchAttributePair(IDR_CLAIM_ID, env.claim_id),
+                        SearchAttributePair(IDR_PAYER, facts.payer_name),
+                        SearchAttributePair(IDR_STAGE, "received"),
                     ]
                 ),
             )
