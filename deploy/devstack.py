@@ -117,6 +117,14 @@ class Stack:
         from services.cli import ensure_topics_with, seed_tenant
 
         asyncio.run(ensure_topics_with(self.kafka))
+        if "broker" in self.servers:
+            # our broker keeps nothing across restarts: publish the outboxes again; the consumers'
+            # inboxes make every event already applied a no-op
+            from services.cli import republish_all
+
+            republished = asyncio.run(republish_all(self.database_url))
+            if republished:
+                print(f"re-publishing {republished} event(s) to the fresh broker", file=self._log)
         key_file = self.root / "demo-api-key"
         if not key_file.exists():
             key_file.write_text(f"idr_demo_{secrets.token_urlsafe(24)}\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -148,19 +148,24 @@ def tenants_create(
     typer.echo(key)
 
 
+async def republish_all(database_url: str, since: datetime | None = None) -> int:
+    """Mark every outbox row created since ``since`` (default: all) for publishing again."""
+    engine = get_engine(database_url)
+    total = 0
+    for table in _outboxes():
+        total += await republish(engine, table, since or datetime(1970, 1, 1, tzinfo=UTC))  # type: ignore[arg-type]
+    await engine.dispose()
+    return total
+
+
 @outbox_app.command("republish")
 def outbox_republish(
     since: Annotated[datetime, typer.Option(help="re-publish events created at or after this instant (UTC)")],
 ) -> None:
     """Publish events again after a broker lost its data; consumers de-duplicate by event id."""
 
-    async def main() -> int:
-        total = 0
-        for table in _outboxes():
-            total += await republish(get_engine(), table, since)  # type: ignore[arg-type]
-        return total
-
-    typer.echo(f"{asyncio.run(main())} event(s) queued for publishing again")
+    total = asyncio.run(republish_all(get_settings().database_url, since))
+    typer.echo(f"{total} event(s) queued for publishing again")
 
 
 @app.command()

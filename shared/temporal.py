@@ -46,3 +46,21 @@ async def temporal_ready(client: Client | None, settings: Settings | None = None
         return await c.service_client.check_health()
     except Exception:
         return False
+
+
+async def register_search_attributes(client: Client, namespace: str) -> None:
+    """Register idrflow's search attributes on a cluster that lacks them (the dev server gets them
+    with ``--search-attribute`` at start; the test server and an external cluster need this)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    kinds = {
+        "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+        "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+    }
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=namespace, search_attributes={k: kinds[v] for k, v in SEARCH_ATTRIBUTES.items()}
+        )
+    )

@@ -236,4 +236,5 @@ class ClaimLifecycleWorkflow:
             if await self._sleep_until(reminder.fire_at, version):
                 return True
             await self._alert(deadline, reminder)
-        return await self._sleep_until(deadline.due_at, version)
+        # due_at is the last timely second (23:59:59 local); the deadline is missed once it has passed
+        return await self._sleep_until(deadline.due_at + timedelta(seconds=1), version)
