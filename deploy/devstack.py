@@ -69,7 +69,7 @@ class Stack:
         self.database_url = self.external.get("DATABASE_URL", "")
         self.temporal_address = self.external.get("TEMPORAL_ADDRESS", "")
         self.kafka = self.external.get("KAFKA_BOOTSTRAP_SERVERS", "")
-        self._log = open(os.devnull, "w") if self.quiet else sys.stdout  # noqa: SIM115
+        self._log = open(os.devnull, "w") if self.quiet else sys.stdout
 
     # -- environment shared by every child ---------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -96,7 +96,9 @@ class Stack:
             self.pg = EmbeddedPostgres(self.root / "pg", self.ports.postgres)
             self.database_url = self.pg.start()
         if not self.temporal_address:
-            argv = temporal_argv(self.root / "temporal.db", self.ports.temporal, self.ports.temporal_ui, "default")
+            argv = temporal_argv(
+                self.root / "temporal.db", self.ports.temporal, self.ports.temporal_ui, "default"
+            )
             self.servers["temporal"] = spawn("temporal", argv, log=self._log)
             self.temporal_address = f"127.0.0.1:{self.ports.temporal}"
         if not self.kafka:
@@ -131,7 +133,9 @@ class Stack:
         api_key = key_file.read_text().strip()
         assert self.slack is not None
         asyncio.run(
-            seed_tenant(self.database_url, "demo", "Demo Billing Co", api_key, self.demo_email, self.slack.url)
+            seed_tenant(
+                self.database_url, "demo", "Demo Billing Co", api_key, self.demo_email, self.slack.url
+            )
         )
         return api_key
 
@@ -205,7 +209,11 @@ def run_dev() -> None:
     from shared.settings import get_settings
 
     settings = get_settings()
-    external = {k: os.environ[k] for k in ("DATABASE_URL", "TEMPORAL_ADDRESS", "KAFKA_BOOTSTRAP_SERVERS") if os.environ.get(k)}
+    external = {
+        k: os.environ[k]
+        for k in ("DATABASE_URL", "TEMPORAL_ADDRESS", "KAFKA_BOOTSTRAP_SERVERS")
+        if os.environ.get(k)
+    }
     ports = Ports(
         intake=settings.intake_port,
         negotiation=settings.negotiation_port,
@@ -239,7 +247,8 @@ def run_dev() -> None:
                         f"PostgreSQL   {stack.database_url}",
                         f"Kafka        {stack.kafka}",
                         f"mail  (SMTP 127.0.0.1:{ports.smtp})   -> {stack.root / 'mail'}/*.eml",
-                        f"Slack (webhook {stack.slack.url if stack.slack else ''}) -> {stack.root / 'slack'}/*.json",
+                        f"Slack (webhook {stack.slack.url if stack.slack else ''})",
+                        f"             -> {stack.root / 'slack'}/*.json",
                         "",
                         f"demo tenant API key: {api_key}",
                         "Post the sample claim: see README.md, 'Try it'.   Ctrl-C stops everything.",

@@ -29,11 +29,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None, what: str = "") -> None:
+def wait_for_port(
+    port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None, what: str = ""
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what or 'process'} exited with code {proc.returncode} before listening on {port}")
+            raise RuntimeError(
+                f"{what or 'process'} exited with code {proc.returncode} before listening on {port}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -153,7 +157,10 @@ class EmbeddedPostgres:
     def _create_database(self, name: str) -> None:
         psql = [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tAc"]
         exists = subprocess.run(
-            [*psql, f"select 1 from pg_database where datname = '{name}'"], capture_output=True, text=True, check=True
+            [*psql, f"select 1 from pg_database where datname = '{name}'"],  # noqa: S608 (our own constant)
+            capture_output=True,
+            text=True,
+            check=True,
         )
         if exists.stdout.strip() != "1":
             subprocess.run([*psql, f"create database {name}"], check=True, capture_output=True)

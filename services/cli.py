@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert
 
 from shared.db import get_engine
@@ -32,7 +33,7 @@ FACTORIES = {
 }
 
 
-def _outboxes() -> list[object]:
+def _outboxes() -> list[Table]:
     from services.dispute.models import outbox as dispute_outbox
     from services.intake.models import outbox as intake_outbox
 
@@ -81,7 +82,7 @@ def relay() -> None:
         try:
             await run_relay(
                 get_engine(),
-                _outboxes(),  # type: ignore[arg-type]
+                _outboxes(),
                 producer,
                 poll_seconds=settings.relay_poll_seconds,
                 batch=settings.relay_batch_size,
@@ -153,7 +154,7 @@ async def republish_all(database_url: str, since: datetime | None = None) -> int
     engine = get_engine(database_url)
     total = 0
     for table in _outboxes():
-        total += await republish(engine, table, since or datetime(1970, 1, 1, tzinfo=UTC))  # type: ignore[arg-type]
+        total += await republish(engine, table, since or datetime(1970, 1, 1, tzinfo=UTC))
     await engine.dispose()
     return total
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -54,7 +53,10 @@ class Problem(Exception):
 
 def problem_response(problem: Problem, request: Request) -> JSONResponse:
     return JSONResponse(
-        problem.body(request.url.path), status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+        problem.body(request.url.path),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
     )
 
 
@@ -73,7 +75,9 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
         e = next(e for e in errors if e.get("type") == "json_invalid")
         ctx = e.get("ctx") or {}
         detail = f"The body is not valid JSON: {ctx.get('error', e.get('msg'))} at position {e['loc'][-1]}."
-        return problem_response(Problem(400, "malformed-json", "Malformed JSON", detail, field="body"), request)
+        return problem_response(
+            Problem(400, "malformed-json", "Malformed JSON", detail, field="body"), request
+        )
     items = []
     for e in errors:
         field = _field_path(e.get("loc", ()))
@@ -126,5 +130,8 @@ def install_healthz(app: FastAPI, checks: dict[str, HealthCheck]) -> None:
     async def healthz() -> JSONResponse:
         results = {name: await check() for name, check in checks.items()}
         ok = all(results.values())
-        body = {"status": "ok" if ok else "unavailable", "checks": {k: "ok" if v else "down" for k, v in results.items()}}
+        body = {
+            "status": "ok" if ok else "unavailable",
+            "checks": {k: "ok" if v else "down" for k, v in results.items()},
+        }
         return JSONResponse(body, status_code=200 if ok else 503)

@@ -23,7 +23,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "IDRFLOW_DATABASE_URL"),
     )
     temporal_address: str = Field(
-        default="127.0.0.1:7233", validation_alias=AliasChoices("TEMPORAL_ADDRESS", "IDRFLOW_TEMPORAL_ADDRESS")
+        default="127.0.0.1:7233",
+        validation_alias=AliasChoices("TEMPORAL_ADDRESS", "IDRFLOW_TEMPORAL_ADDRESS"),
     )
     temporal_namespace: str = "default"
     kafka_bootstrap_servers: str = Field(

@@ -58,7 +58,9 @@ async def tenant_for_key(api_key: str, engine: AsyncEngine | None = None) -> Ten
     async with (engine or get_engine()).connect() as conn:
         row = (
             await conn.execute(
-                select(tenants.c.tenant_id, tenants.c.name).where(tenants.c.api_key_sha256 == hash_key(api_key))
+                select(tenants.c.tenant_id, tenants.c.name).where(
+                    tenants.c.api_key_sha256 == hash_key(api_key)
+                )
             )
         ).first()
     return Tenant(row.tenant_id, row.name) if row else None
@@ -77,7 +79,9 @@ async def current_tenant(request: Request) -> Tenant:
         )
     tenant = await tenant_for_key(key.strip())
     if tenant is None:
-        raise Problem(401, "unauthenticated", "Unknown API key", "The API key is not valid.", field="Authorization")
+        raise Problem(
+            401, "unauthenticated", "Unknown API key", "The API key is not valid.", field="Authorization"
+        )
     return tenant
 
 

@@ -9,9 +9,6 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import services.dispute.models
-import services.intake.models
-import services.notifier.models
 import shared.tenants  # noqa: F401  (registers the tables on the metadata)
 from shared.db import metadata
 

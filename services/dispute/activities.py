@@ -117,11 +117,14 @@ class DisputeActivities:
                 explanation=d.explanation,
             )
         envelope = Envelope.wrap(
-            payload, tenant_id=req.tenant_id, claim_id=req.claim_id, event_id=req.event_id, occurred_at=req.as_of
+            payload,
+            tenant_id=req.tenant_id,
+            claim_id=req.claim_id,
+            event_id=req.event_id,
+            occurred_at=req.as_of,
         )
         await self._stage(envelope)
         return left
 
     def all(self) -> list[object]:
         return [self.plan_deadlines, self.emit_event, self.emit_alert]
-

@@ -39,7 +39,9 @@ class ClaimEventHandler:
                 id=workflow_id,
                 task_queue=self.settings.dispute_task_queue,
                 start_signal="claim_event",
-                start_signal_args=[ClaimEventSignal(event_id=env.event_id, occurred_at=env.occurred_at, facts=facts)],
+                start_signal_args=[
+                    ClaimEventSignal(event_id=env.event_id, occurred_at=env.occurred_at, facts=facts)
+                ],
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=TypedSearchAttributes(
                     [
@@ -52,5 +54,7 @@ class ClaimEventHandler:
             )
         except WorkflowAlreadyStartedError:
             # the claim's workflow has closed (e.g. forfeited): a late event cannot reopen it
-            log.warning("claim workflow %s is closed; event %s recorded but not applied", workflow_id, env.event_id)
+            log.warning(
+                "claim workflow %s is closed; event %s recorded but not applied", workflow_id, env.event_id
+            )
         log.info("claim event %s delivered to %s", env.event_id, workflow_id)

@@ -9,8 +9,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from services.dispute.schemas import ClaimStatus
 from services.dispute.workflows import ClaimLifecycleWorkflow
 from shared.http import PROBLEM_JSON, Problem
-from shared.tenants import CurrentTenant
 from shared.temporal import claim_workflow_id
+from shared.tenants import CurrentTenant
 
 router = APIRouter(prefix="/v1", tags=["claims"])
 

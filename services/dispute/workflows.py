@@ -8,7 +8,6 @@ claim is ``forfeited``. A newer claim event (higher event sequence) re-plans the
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -76,7 +75,8 @@ class ClaimLifecycleWorkflow:
     @workflow.query(name="status")
     def status(self) -> ClaimStatus:
         upcoming = sorted(
-            (d for d in self.deadlines.values() if self.stage not in (Stage.FORFEITED,)), key=lambda d: d.due_at
+            (d for d in self.deadlines.values() if self.stage not in (Stage.FORFEITED,)),
+            key=lambda d: d.due_at,
         )
         return ClaimStatus(
             tenant_id=self.tenant_id,
@@ -100,11 +100,12 @@ class ClaimLifecycleWorkflow:
         self.stage = stage
         now = workflow.now()
         self.transitions.append(Transition(stage=stage, at=now, reason=reason))
-        updates = [IDR_STAGE.value_set(stage)]
-        updates.append(
-            IDR_NEXT_DEADLINE.value_set(next_deadline.due_at) if next_deadline else IDR_NEXT_DEADLINE.value_unset()
+        next_attr = (
+            IDR_NEXT_DEADLINE.value_set(next_deadline.due_at)
+            if next_deadline
+            else IDR_NEXT_DEADLINE.value_unset()
         )
-        workflow.upsert_search_attributes(updates)
+        workflow.upsert_search_attributes([IDR_STAGE.value_set(stage), next_attr])
         self._details()
         payload = ClaimStageChanged(
             stage=stage,
@@ -136,14 +137,19 @@ class ClaimLifecycleWorkflow:
             lines.append(f"**{d.name}:** {d.due_on.isoformat()}: {d.explanation}")
         if self.reminders_sent:
             last = self.reminders_sent[-1]
-            lines.append(f"**Last reminder:** {last.business_days_before} business day(s) before, {last.sent_at:%Y-%m-%d}")
+            lines.append(
+                f"**Last reminder:** {last.business_days_before} business day(s) before, "
+                f"{last.sent_at:%Y-%m-%d}"
+            )
         workflow.set_current_details("\n\n".join(lines))
 
     async def _alert(self, deadline: DeadlineView, reminder: ReminderPlan | None) -> None:
         assert self.facts is not None
         missed = reminder is None
         kind = "missed" if missed else f"reminder-{reminder.business_days_before}"  # type: ignore[union-attr]
-        event_id = deterministic_event_id(self._wid(), "alert", deadline.name, deadline.due_on.isoformat(), kind)
+        event_id = deterministic_event_id(
+            self._wid(), "alert", deadline.name, deadline.due_on.isoformat(), kind
+        )
         now = workflow.now()
         await workflow.execute_activity(
             "emit_alert",
@@ -180,7 +186,7 @@ class ClaimLifecycleWorkflow:
         try:
             await workflow.wait_condition(lambda: self.version != version, timeout=delay)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     # -- the run -----------------------------------------------------------------------------
@@ -216,19 +222,25 @@ class ClaimLifecycleWorkflow:
             await self._move_to(Stage.OPEN_NEGOTIATION_WINDOW, reason, deadline)
             if await self._run_clock(deadline, plan.reminders, version):
                 continue  # a newer claim event: plan again
-            await self._move_to(Stage.FORFEITED, f"{deadline.name} {deadline.due_on.isoformat()} passed", None)
+            await self._move_to(
+                Stage.FORFEITED, f"{deadline.name} {deadline.due_on.isoformat()} passed", None
+            )
             await self._alert(deadline, None)
             return Stage.FORFEITED
 
     async def _run_clock(self, deadline: DeadlineView, reminders: list[ReminderPlan], version: int) -> bool:
         """Send each reminder when due, then wait for the cut-off. True if re-planning is needed."""
-        sent = {(r.deadline, r.business_days_before) for r in self.reminders_sent if r.deadline == deadline.name}
+        sent = {
+            (r.deadline, r.business_days_before) for r in self.reminders_sent if r.deadline == deadline.name
+        }
         pending = [r for r in reminders if (r.deadline, r.business_days_before) not in sent]
         now = workflow.now()
         overdue = [r for r in pending if r.fire_at <= now]
         closest_sent = min((b for _, b in sent), default=None)
-        if overdue and now < deadline.due_at and (
-            closest_sent is None or overdue[-1].business_days_before < closest_sent
+        if (
+            overdue
+            and now < deadline.due_at
+            and (closest_sent is None or overdue[-1].business_days_before < closest_sent)
         ):
             # the claim arrived late: one alert now with the true time left, not a burst of stale ones
             await self._alert(deadline, overdue[-1])

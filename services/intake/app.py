@@ -10,7 +10,9 @@ from shared.http import install_healthz, install_problem_handlers
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="idrflow intake", version="0.1.0", description="Claim events in: JSON (X12 and FHIR next).")
+    app = FastAPI(
+        title="idrflow intake", version="0.1.0", description="Claim events in: JSON (X12 and FHIR next)."
+    )
     install_problem_handlers(app)
     install_healthz(app, {"postgresql": database_ready})
     app.include_router(router)

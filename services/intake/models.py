@@ -62,7 +62,9 @@ claim_lines = _Table(
     Column("paid", Numeric(12, 2), nullable=False),
     Column("qpa", Numeric(12, 2)),
     PrimaryKeyConstraint("tenant_id", "claim_id", "line_number"),
-    ForeignKeyConstraint(["tenant_id", "claim_id"], [claims.c.tenant_id, claims.c.claim_id], ondelete="CASCADE"),
+    ForeignKeyConstraint(
+        ["tenant_id", "claim_id"], [claims.c.tenant_id, claims.c.claim_id], ondelete="CASCADE"
+    ),
     schema=SCHEMA,
 )
 

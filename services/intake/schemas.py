@@ -7,10 +7,19 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 US_STATES = frozenset(
-    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND "
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM "
+    "NY NC ND "
     "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS GU MP PR VI".split()
 )
 
@@ -92,14 +101,18 @@ class Line(Strict):
 class ClaimIn(Strict):
     claim_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     source_system: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    event_sequence: int = Field(default=1, ge=1, description="Order of this claim's events in the source system")
+    event_sequence: int = Field(
+        default=1, ge=1, description="Order of this claim's events in the source system"
+    )
     payer: Payer
     provider: Provider
     patient: Patient | None = None
     service_category: ServiceCategory
     state: Annotated[str, StringConstraints(to_upper=True)]
     bill_sent_on: date | None = None
-    initial_payment_received_on: date = Field(description="Day the initial payment or notice of denial arrived")
+    initial_payment_received_on: date = Field(
+        description="Day the initial payment or notice of denial arrived"
+    )
     lines: list[Line] = Field(min_length=1, max_length=500)
 
     @field_validator("state")

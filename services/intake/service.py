@@ -192,6 +192,8 @@ async def accept_claim(
                     for i, line in enumerate(claim.lines)
                 ],
             )
-        envelope = Envelope.wrap(to_event(claim), tenant_id=tenant_id, claim_id=claim.claim_id, event_id=event_id)
+        envelope = Envelope.wrap(
+            to_event(claim), tenant_id=tenant_id, claim_id=claim.claim_id, event_id=event_id
+        )
         await add_to_outbox(session, outbox, envelope)
     return Outcome(202, body, replayed=False)

@@ -14,7 +14,9 @@ from shared.temporal import temporal_ready
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="idrflow negotiation", version="0.1.0", description="Open negotiation (health only so far).")
+    app = FastAPI(
+        title="idrflow negotiation", version="0.1.0", description="Open negotiation (health only so far)."
+    )
     install_problem_handlers(app)
 
     async def temporal() -> bool:

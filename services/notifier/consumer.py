@@ -50,7 +50,8 @@ class AlertHandler:
         stmt = stmt.on_conflict_do_update(
             constraint="uq_deliveries_event_channel_target",
             set_={
-                k: stmt.excluded[k] for k in ("status", "provider_message_id", "detail", "sent_at", "updated_at")
+                k: stmt.excluded[k]
+                for k in ("status", "provider_message_id", "detail", "sent_at", "updated_at")
             }
             | {"attempts": deliveries.c.attempts + 1},
         )
@@ -69,7 +70,9 @@ class AlertHandler:
             )
         ).all()
         if not targets:
-            log.warning("tenant %s has no alert subscriptions; alert %s not delivered", env.tenant_id, env.event_id)
+            log.warning(
+                "tenant %s has no alert subscriptions; alert %s not delivered", env.tenant_id, env.event_id
+            )
             return
         done = {
             (r.channel, r.target)

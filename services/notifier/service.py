@@ -67,7 +67,8 @@ def render_alert(env: Envelope, settings: Settings) -> AlertMessage:
         "status_url": f"{settings.dashboard_base_url}/v1/claims/{env.claim_id}",
     }
     subject = f"[idrflow] {headline}: claim {env.claim_id}, {payload.payer_name}"
-    slack_text = f"{':red_circle:' if missed else ':alarm_clock:'} *{headline}*: claim `{env.claim_id}`, {payload.payer_name}"
+    icon = ":red_circle:" if missed else ":alarm_clock:"
+    slack_text = f"{icon} *{headline}*: claim `{env.claim_id}`, {payload.payer_name}"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": slack_text}},
         {

@@ -31,7 +31,9 @@ class PermanentError(Exception):
     """The event can never be applied: send it to the DLQ without retrying."""
 
 
-async def _apply(engine: AsyncEngine, inbox: Table, consumer_name: str, env: Envelope, handler: Handler) -> bool:
+async def _apply(
+    engine: AsyncEngine, inbox: Table, consumer_name: str, env: Envelope, handler: Handler
+) -> bool:
     async with unit_of_work(engine) as session:
         result = await session.execute(
             insert(inbox)
@@ -45,8 +47,11 @@ async def _apply(engine: AsyncEngine, inbox: Table, consumer_name: str, env: Env
         return True
 
 
-async def _dead_letter(producer: AIOKafkaProducer, msg: ConsumerRecord[bytes, bytes], error: BaseException) -> None:
-    headers = list(msg.headers or ()) + [
+async def _dead_letter(
+    producer: AIOKafkaProducer, msg: ConsumerRecord[bytes, bytes], error: BaseException
+) -> None:
+    headers = [
+        *(msg.headers or ()),
         ("x-error-type", type(error).__name__.encode()),
         ("x-error", str(error)[:2000].encode()),
         ("x-original-topic", msg.topic.encode()),
@@ -84,7 +89,9 @@ async def process_message(
             return "dead-lettered"
         except Exception as exc:
             if attempt == max_attempts:
-                log.error("%s: event %s failed %d times, to DLQ: %s", consumer_name, env.event_id, attempt, exc)
+                log.error(
+                    "%s: event %s failed %d times, to DLQ: %s", consumer_name, env.event_id, attempt, exc
+                )
                 await _dead_letter(producer, msg, exc)
                 return "dead-lettered"
             log.warning("%s: event %s attempt %d failed: %s", consumer_name, env.event_id, attempt, exc)

@@ -66,7 +66,9 @@ class BusinessCalendar:
     # -- queries -----------------------------------------------------------------------------
     def _check(self, day: date) -> None:
         if not self.first <= day <= self.last:
-            raise OutsideCalendarError(f"{day.isoformat()} is outside the calendar ({self.first}..{self.last})")
+            raise OutsideCalendarError(
+                f"{day.isoformat()} is outside the calendar ({self.first}..{self.last})"
+            )
 
     def is_business_day(self, day: date) -> bool:
         self._check(day)

@@ -71,4 +71,3 @@ def reminder_schedule(
 def business_days_left(cal: BusinessCalendar, today: date, due_on: date) -> int:
     """Business days from ``today`` (exclusive) to ``due_on`` (inclusive)."""
     return cal.business_days_between(today, due_on)
-

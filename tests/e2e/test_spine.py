@@ -92,7 +92,9 @@ async def post_claim(stack: Stack, body: dict[str, Any]) -> httpx.Response:
 
 async def claim_status(stack: Stack, claim_id: str, headers: dict[str, str] | None = None) -> httpx.Response:
     async with httpx.AsyncClient(timeout=20) as client:
-        return await client.get(url(stack, "dispute", f"/v1/claims/{claim_id}"), headers=headers or auth(stack))
+        return await client.get(
+            url(stack, "dispute", f"/v1/claims/{claim_id}"), headers=headers or auth(stack)
+        )
 
 
 async def test_a_posted_claim_reaches_email_and_slack_without_patient_data(running: Stack) -> None:
@@ -118,13 +120,18 @@ async def test_a_posted_claim_reaches_email_and_slack_without_patient_data(runni
 
     async with httpx.AsyncClient() as client:
         deliveries = (
-            await client.get(url(running, "notifier", "/v1/deliveries"), params={"claim_id": cid}, headers=auth(running))
+            await client.get(
+                url(running, "notifier", "/v1/deliveries"), params={"claim_id": cid}, headers=auth(running)
+            )
         ).json()
     assert sorted(d["channel"] for d in deliveries) == ["email", "slack"]
     assert {d["status"] for d in deliveries} == {"sent"}
 
     client = await connect(running_settings(running))
-    found = [w.id async for w in client.list_workflows(f"IdrClaimId = '{cid}' AND IdrStage = 'open_negotiation_window'")]
+    found = [
+        w.id
+        async for w in client.list_workflows(f"IdrClaimId = '{cid}' AND IdrStage = 'open_negotiation_window'")
+    ]
     assert found == [f"claim:demo:{cid}"]
 
 
@@ -170,7 +177,9 @@ async def test_killing_services_mid_flow_loses_nothing_and_sends_nothing_twice(r
     running.wait_healthy(("dispute", "notifier"))
 
     for cid in ids:
-        await wait_for(f"the alert of {cid}", lambda cid=cid: mails_for(running, cid) and slack_for(running, cid), 90)
+        await wait_for(
+            f"the alert of {cid}", lambda cid=cid: mails_for(running, cid) and slack_for(running, cid), 90
+        )
     await asyncio.sleep(5)  # give any duplicate time to show up
 
     assert running.mail is not None and running.slack is not None

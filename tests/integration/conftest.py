@@ -13,7 +13,11 @@ from deploy.devstack import Stack
 SAMPLE: dict[str, Any] = {
     "claim_id": "CLM-1001",
     "source_system": "ehr-demo",
-    "payer": {"name": "Acme Health Plan", "plan_type": "self_insured_erisa", "contact_email": "idr@acme.example"},
+    "payer": {
+        "name": "Acme Health Plan",
+        "plan_type": "self_insured_erisa",
+        "contact_email": "idr@acme.example",
+    },
     "provider": {"npi": "1234567893", "tin": "123456789", "name": "Metro Emergency Physicians"},
     "service_category": "emergency",
     "state": "TX",

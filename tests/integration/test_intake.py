@@ -21,14 +21,18 @@ def unique(prefix: str = "CLM") -> str:
 async def outbox_rows(claim_id: str) -> list[dict[str, object]]:
     async with get_engine().connect() as conn:
         rows = (
-            await conn.execute(select(outbox.c.envelope, outbox.c.topic).where(outbox.c.message_key.endswith(f":{claim_id}")))
+            await conn.execute(
+                select(outbox.c.envelope, outbox.c.topic).where(outbox.c.message_key.endswith(f":{claim_id}"))
+            )
         ).all()
     return [dict(r._mapping) for r in rows]
 
 
 async def test_accepts_the_sample_claim_durably_with_its_outbox_event(intake: httpx.AsyncClient) -> None:
     cid = unique()
-    body = claim(claim_id=cid, patient={"name": "Jane Roe", "member_id": "MEM-778899", "date_of_birth": "1980-02-03"})
+    body = claim(
+        claim_id=cid, patient={"name": "Jane Roe", "member_id": "MEM-778899", "date_of_birth": "1980-02-03"}
+    )
     r = await intake.post("/v1/claims", json=body)
     assert r.status_code == 202, r.text
     answer = r.json()
@@ -80,13 +84,18 @@ async def test_without_a_key_the_derived_key_deduplicates_and_concurrent_twins_w
     assert len(await outbox_rows(cid)) == 1
     # a changed body under the same event sequence is refused; a higher sequence is a new event
     conflict = await intake.post("/v1/claims", json=claim(claim_id=cid, state="NY"))
-    assert conflict.status_code == 409 and conflict.json()["errors"][0]["field"] in ("Idempotency-Key", "event_sequence")
+    assert conflict.status_code == 409 and conflict.json()["errors"][0]["field"] in (
+        "Idempotency-Key",
+        "event_sequence",
+    )
     newer = await intake.post("/v1/claims", json=claim(claim_id=cid, state="NY", event_sequence=2))
     assert newer.status_code == 202
     assert len(await outbox_rows(cid)) == 2
     async with get_engine().connect() as conn:
         state = (await conn.execute(select(claims.c.state).where(claims.c.claim_id == cid))).scalar_one()
-        count = (await conn.execute(select(func.count()).select_from(claims).where(claims.c.claim_id == cid))).scalar_one()
+        count = (
+            await conn.execute(select(func.count()).select_from(claims).where(claims.c.claim_id == cid))
+        ).scalar_one()
     assert state == "NY" and count == 1
 
 
@@ -98,7 +107,9 @@ def problem_fields(r: httpx.Response) -> dict[str, str]:
 
 
 async def test_malformed_json_is_a_400_problem(intake: httpx.AsyncClient) -> None:
-    r = await intake.post("/v1/claims", content=b'{"claim_id": "X", ', headers={"content-type": "application/json"})
+    r = await intake.post(
+        "/v1/claims", content=b'{"claim_id": "X", ', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert "body" in problem_fields(r)
     assert "not valid JSON" in r.json()["detail"]
@@ -107,10 +118,18 @@ async def test_malformed_json_is_a_400_problem(intake: httpx.AsyncClient) -> Non
 async def test_each_bad_field_is_named_with_its_reason(intake: httpx.AsyncClient) -> None:
     cases = [
         (claim(surprise="x"), "surprise", "unknown field"),
-        (claim(lines=[{**claim()["lines"][0], "paid": "-1.00"}]), "lines[0].paid", "greater than or equal to 0"),
+        (
+            claim(lines=[{**claim()["lines"][0], "paid": "-1.00"}]),
+            "lines[0].paid",
+            "greater than or equal to 0",
+        ),
         (claim(lines=[{**claim()["lines"][0], "billed": "10.001"}]), "lines[0].billed", "decimal places"),
         (claim(initial_payment_received_on="2026-02-30"), "initial_payment_received_on", "date"),
-        (claim(initial_payment_received_on="2026-09-15"), "initial_payment_received_on", "before the bill was sent"),
+        (
+            claim(initial_payment_received_on="2026-09-15"),
+            "initial_payment_received_on",
+            "before the bill was sent",
+        ),
         (claim(provider={**claim()["provider"], "npi": "1234567890"}), "provider.npi", "check digit"),
         (claim(state="ZZ"), "state", "state"),
         (claim(lines=[]), "lines", "at least 1"),
@@ -125,7 +144,9 @@ async def test_each_bad_field_is_named_with_its_reason(intake: httpx.AsyncClient
 
 
 async def test_a_missing_or_wrong_api_key_is_401(intake: httpx.AsyncClient) -> None:
-    r = await intake.post("/v1/claims", json=claim(claim_id=unique()), headers={"Authorization": "Bearer nope"})
+    r = await intake.post(
+        "/v1/claims", json=claim(claim_id=unique()), headers={"Authorization": "Bearer nope"}
+    )
     assert r.status_code == 401 and "Authorization" in problem_fields(r)
     r = await intake.post("/v1/claims", json=claim(claim_id=unique()), headers={"Authorization": ""})
     assert r.status_code == 401

@@ -79,10 +79,17 @@ async def test_relay_publishes_each_outbox_row_once(stack: Stack) -> None:
         assert await relay_once(get_engine(), outbox, producer, 500) == 0  # nothing left
     finally:
         await producer.stop()
-    on_topic = await read(stack.kafka, get_settings().topic_alerts, 1, until=lambda m: m.key == f"kafka-test:{env.claim_id}".encode())
+    on_topic = await read(
+        stack.kafka,
+        get_settings().topic_alerts,
+        1,
+        until=lambda m: m.key == f"kafka-test:{env.claim_id}".encode(),
+    )
     assert Envelope.from_bytes(on_topic[-1].value).event_id == env.event_id  # type: ignore[attr-defined]
     async with get_engine().connect() as conn:
-        row = (await conn.execute(select(outbox.c.published_at).where(outbox.c.event_id == env.event_id))).one()
+        row = (
+            await conn.execute(select(outbox.c.published_at).where(outbox.c.event_id == env.event_id))
+        ).one()
     assert row.published_at is not None
 
 
@@ -91,7 +98,12 @@ async def test_consumer_applies_once_and_dead_letters_poison(stack: Stack) -> No
     await create_topics(stack.kafka, topic, f"{topic}.dlq")
     # the handler's effect is a row in a table of its own, written in the inbox transaction
     md = MetaData()
-    effects = Table("effects_" + topic.replace(".", "_"), md, Column("event_id", String, primary_key=True), schema="dispute")
+    effects = Table(
+        "effects_" + topic.replace(".", "_"),
+        md,
+        Column("event_id", String, primary_key=True),
+        schema="dispute",
+    )
     async with get_engine().begin() as conn:
         await conn.run_sync(md.create_all)
 
@@ -119,7 +131,13 @@ async def test_consumer_applies_once_and_dead_letters_poison(stack: Stack) -> No
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_consumer(
-            topic=topic, group_id=f"g-{topic}", inbox=inbox, handler=handler, engine=get_engine(), settings=settings, stop=stop
+            topic=topic,
+            group_id=f"g-{topic}",
+            inbox=inbox,
+            handler=handler,
+            engine=get_engine(),
+            settings=settings,
+            stop=stop,
         )
     )
     try:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.rules.calendar import BusinessCalendar, Closure, OutsideCalendarError, federal_calendar
-from shared.rules.deadlines import open_negotiation_initiation_deadline, reminder_schedule, cutoff_utc
+from shared.rules.deadlines import cutoff_utc, open_negotiation_initiation_deadline, reminder_schedule
 
 CAL = federal_calendar()
 
@@ -98,7 +98,9 @@ def test_window_across_the_year_end() -> None:
 
 
 def test_closures_are_data() -> None:
-    closed = BusinessCalendar(closures=[Closure(date(2026, 12, 24), date(2026, 12, 24), "Executive order closure")])
+    closed = BusinessCalendar(
+        closures=[Closure(date(2026, 12, 24), date(2026, 12, 24), "Executive order closure")]
+    )
     assert not closed.is_business_day(date(2026, 12, 24))
     assert CAL.is_business_day(date(2026, 12, 24))
     assert closed.business_day_beginning(date(2026, 12, 21), 4) == date(2026, 12, 28)
@@ -115,9 +117,16 @@ def test_reminders_and_cutoff() -> None:
     d = open_negotiation_initiation_deadline(CAL, date(2026, 11, 2))
     plan = reminder_schedule(CAL, d, [0, 5, 1, 2], time(9), "America/New_York")
     assert [r.business_days_before for r in plan] == [5, 2, 1, 0]
-    assert [r.fire_at.date() for r in plan] == [date(2026, 12, 8), date(2026, 12, 11), date(2026, 12, 14), date(2026, 12, 15)]
+    assert [r.fire_at.date() for r in plan] == [
+        date(2026, 12, 8),
+        date(2026, 12, 11),
+        date(2026, 12, 14),
+        date(2026, 12, 15),
+    ]
     assert plan[0].fire_at.hour == 14  # 09:00 EST
-    assert cutoff_utc(d.due_on, time(23, 59, 59), "America/New_York").isoformat() == "2026-12-16T04:59:59+00:00"
+    assert (
+        cutoff_utc(d.due_on, time(23, 59, 59), "America/New_York").isoformat() == "2026-12-16T04:59:59+00:00"
+    )
 
 
 def _naive_beginning(start: date, n: int) -> date:
@@ -156,5 +165,6 @@ def test_indexed_arithmetic_agrees_with_a_day_loop(start: date, n: int) -> None:
 def test_later_receipt_never_gives_an_earlier_deadline(a: date, b: date) -> None:
     early, late = sorted((a, b))
     assert (
-        open_negotiation_initiation_deadline(CAL, early).due_on <= open_negotiation_initiation_deadline(CAL, late).due_on
+        open_negotiation_initiation_deadline(CAL, early).due_on
+        <= open_negotiation_initiation_deadline(CAL, late).due_on
     )

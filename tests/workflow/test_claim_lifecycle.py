@@ -100,7 +100,9 @@ def facts(claim_id: str, received: date, sequence: int = 1) -> ClaimAdjudicated:
     )
 
 
-async def start(client: Client, claim_id: str, f: ClaimAdjudicated) -> WorkflowHandle[ClaimLifecycleWorkflow, str]:
+async def start(
+    client: Client, claim_id: str, f: ClaimAdjudicated
+) -> WorkflowHandle[ClaimLifecycleWorkflow, str]:
     return await client.start_workflow(
         ClaimLifecycleWorkflow.run,
         ClaimLifecycleInput(tenant_id="t1", claim_id=claim_id),
@@ -118,7 +120,9 @@ def next_business_day(env_now: datetime) -> date:
 async def test_crosses_the_30_business_day_deadline_and_sees_every_reminder(env: WorkflowEnvironment) -> None:
     rec = Recorder()
     received = next_business_day(await env.get_current_time())
-    async with Worker(env.client, task_queue="dispute-test", workflows=[ClaimLifecycleWorkflow], activities=rec.activities()):
+    async with Worker(
+        env.client, task_queue="dispute-test", workflows=[ClaimLifecycleWorkflow], activities=rec.activities()
+    ):
         handle = await start(env.client, "C-1", facts("C-1", received))
         result = await handle.result()  # time skips through six weeks of timers
         status = await handle.query(ClaimLifecycleWorkflow.status)
@@ -152,7 +156,9 @@ async def test_a_late_claim_gets_one_alert_now_not_a_burst(env: WorkflowEnvironm
     while CAL.business_days_between(today, CAL.business_day_beginning(received, 30)) > 3:
         received -= timedelta(days=1)
     due = CAL.business_day_beginning(received, 30)
-    async with Worker(env.client, task_queue="dispute-test", workflows=[ClaimLifecycleWorkflow], activities=rec.activities()):
+    async with Worker(
+        env.client, task_queue="dispute-test", workflows=[ClaimLifecycleWorkflow], activities=rec.activities()
+    ):
         handle = await start(env.client, "C-2", facts("C-2", received))
         await handle.result()
     first = rec.alerts[0][0]
@@ -162,16 +168,24 @@ async def test_a_late_claim_gets_one_alert_now_not_a_burst(env: WorkflowEnvironm
     assert len(sent) <= 4 and len({a.event_id for a in sent}) == len(sent)
 
 
-async def test_a_newer_claim_event_replans_the_clock_and_a_repeat_is_ignored(env: WorkflowEnvironment) -> None:
+async def test_a_newer_claim_event_replans_the_clock_and_a_repeat_is_ignored(
+    env: WorkflowEnvironment,
+) -> None:
     rec = Recorder()
     received = next_business_day(await env.get_current_time())
     corrected = CAL.business_days_after(received, 10)
-    async with Worker(env.client, task_queue="dispute-test", workflows=[ClaimLifecycleWorkflow], activities=rec.activities()):
+    async with Worker(
+        env.client, task_queue="dispute-test", workflows=[ClaimLifecycleWorkflow], activities=rec.activities()
+    ):
         handle = await start(env.client, "C-3", facts("C-3", received))
-        newer = ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=facts("C-3", corrected, 2))
+        newer = ClaimEventSignal(
+            event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=facts("C-3", corrected, 2)
+        )
         await handle.signal("claim_event", newer)
         await handle.signal("claim_event", newer)  # a redelivery: no effect
-        stale = ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=facts("C-3", received, 1))
+        stale = ClaimEventSignal(
+            event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=facts("C-3", received, 1)
+        )
         await handle.signal("claim_event", stale)  # an older sequence arriving late: no effect
         await handle.result()
         status = await handle.query(ClaimLifecycleWorkflow.status)
