@@ -19,7 +19,7 @@ DEADLINE_LABELS = {
 
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html"]),
+    autoescape=select_autoescape(["html", "html.j2"]),
     keep_trailing_newline=True,
 )
 
@@ -32,6 +32,11 @@ class AlertMessage:
     html: str
     slack_text: str
     slack_blocks: list[dict[str, Any]]
+
+
+def _slack(text: str) -> str:
+    """Slack mrkdwn control characters, escaped as Slack documents."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_alert(env: Envelope, settings: Settings) -> AlertMessage:
@@ -68,20 +73,21 @@ def render_alert(env: Envelope, settings: Settings) -> AlertMessage:
     }
     subject = f"[idrflow] {headline}: claim {env.claim_id}, {payload.payer_name}"
     icon = ":red_circle:" if missed else ":alarm_clock:"
-    slack_text = f"{icon} *{headline}*: claim `{env.claim_id}`, {payload.payer_name}"
+    payer = _slack(payload.payer_name)
+    slack_text = f"{icon} *{_slack(headline)}*: claim `{env.claim_id}`, {payer}"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": slack_text}},
         {
             "type": "section",
             "fields": [
                 {"type": "mrkdwn", "text": f"*Claim*\n{env.claim_id}"},
-                {"type": "mrkdwn", "text": f"*Payer*\n{payload.payer_name}"},
+                {"type": "mrkdwn", "text": f"*Payer*\n{payer}"},
                 {"type": "mrkdwn", "text": f"*Due*\n{payload.due_on.isoformat()}"},
                 {"type": "mrkdwn", "text": f"*Stage*\n{payload.stage}"},
             ],
         },
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*What to do:* {action}"}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": explanation}]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*What to do:* {_slack(action)}"}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": _slack(explanation)}]},
     ]
     return AlertMessage(
         event_id=str(env.event_id),
