@@ -26,7 +26,8 @@ def approaching(left: int) -> Envelope:
 def test_an_approaching_deadline_says_what_when_and_what_to_do() -> None:
     msg = render_alert(approaching(5), Settings())
     assert msg.subject == (
-        "[idrflow] Open negotiation must start in 5 business days (2026-12-15): claim CLM-1001, Acme Health Plan"
+        "[idrflow] Open negotiation must start in 5 business days (2026-12-15): "
+        "claim CLM-1001, Acme Health Plan"
     )
     assert "5 business days left" in msg.text and "Send the open negotiation notice" in msg.text
     assert "skipped 2026-11-11 Veterans Day" in msg.text and "/v1/claims/CLM-1001" in msg.text
