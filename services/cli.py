@@ -169,6 +169,28 @@ def outbox_republish(
     typer.echo(f"{total} event(s) queued for publishing again")
 
 
+@app.command("temporal-setup")
+def temporal_setup() -> None:
+    """Register idrflow's search attributes on the configured Temporal namespace (once per cluster)."""
+    from temporalio.service import RPCError
+
+    from shared.temporal import SEARCH_ATTRIBUTES, connect, register_search_attributes
+
+    settings = get_settings()
+
+    async def main() -> None:
+        client = await connect(settings)
+        try:
+            await register_search_attributes(client, settings.temporal_namespace)
+        except RPCError as exc:
+            if "already" not in str(exc).lower():
+                raise
+            typer.echo(f"already registered: {exc.message}")
+
+    asyncio.run(main())
+    typer.echo(f"search attributes: {', '.join(SEARCH_ATTRIBUTES)}")
+
+
 @app.command()
 def dev() -> None:
     """Run the whole local stack (what ``make run`` does)."""

@@ -153,3 +153,30 @@ async def test_consumer_applies_once_and_dead_letters_poison(stack: Stack) -> No
     assert headers[0]["x-error-type"] == b"ValidationError"
     assert headers[1]["x-error-type"] == b"RuntimeError" and b"downstream is broken" in headers[1]["x-error"]
     assert headers[1]["x-original-topic"] == topic.encode()
+
+
+async def test_after_a_broker_loses_its_data_the_outbox_publishes_again(stack: Stack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared.kafka.outbox import republish
+
+    env = alert(f"B-{uuid.uuid4().hex[:8]}")
+    async with unit_of_work() as session:
+        await add_to_outbox(session, outbox, env)
+    producer = make_producer()
+    await producer.start()
+    try:
+        while await relay_once(get_engine(), outbox, producer, 500):
+            pass
+        assert await republish(get_engine(), outbox, datetime.now(UTC) - timedelta(minutes=1)) >= 1
+        again = 0
+        while n := await relay_once(get_engine(), outbox, producer, 500):
+            again += n
+        assert again >= 1
+    finally:
+        await producer.stop()
+    key = f"kafka-test:{env.claim_id}".encode()
+    copies = await read(stack.kafka, get_settings().topic_alerts, 2, until=lambda m: m.key == key)
+    assert {Envelope.from_bytes(m.value).event_id for m in copies} == {
+        env.event_id
+    }  # same id: inboxes dedupe
