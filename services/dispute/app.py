@@ -16,7 +16,7 @@ from services.dispute.worker import build_worker
 from shared.db import database_ready, get_engine
 from shared.http import install_healthz, install_problem_handlers
 from shared.kafka import broker_ready
-from shared.kafka.consumer import run_consumer
+from shared.kafka.consumer import consuming
 from shared.runtime import connect_temporal
 from shared.settings import get_settings
 from shared.temporal import temporal_ready
@@ -28,26 +28,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = get_engine()
     client = await connect_temporal(settings)
     app.state.temporal = client
-    stop = asyncio.Event()
     worker = build_worker(client, engine, settings)
     worker_task = asyncio.create_task(worker.run())
-    consumer_task = asyncio.create_task(
-        run_consumer(
+    try:
+        async with consuming(
             topic=settings.topic_claims,
             group_id=CONSUMER,
             inbox=inbox,
             handler=ClaimEventHandler(client, settings),
             engine=engine,
             settings=settings,
-            stop=stop,
-        )
-    )
-    try:
-        yield
+        ):
+            yield
     finally:
-        stop.set()
-        with suppress(Exception):
-            await asyncio.wait_for(consumer_task, 10)
         await worker.shutdown()
         with suppress(Exception):
             await worker_task

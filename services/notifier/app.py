@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -15,7 +14,7 @@ from services.notifier.routes import router
 from shared.db import database_ready, get_engine
 from shared.http import install_healthz, install_problem_handlers
 from shared.kafka import broker_ready
-from shared.kafka.consumer import run_consumer
+from shared.kafka.consumer import consuming
 from shared.settings import get_settings
 
 
@@ -23,24 +22,17 @@ from shared.settings import get_settings
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     engine = get_engine()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_consumer(
+    try:
+        async with consuming(
             topic=settings.topic_alerts,
             group_id=CONSUMER,
             inbox=inbox,
             handler=AlertHandler(engine, settings, default_channels(settings)),
             engine=engine,
             settings=settings,
-            stop=stop,
-        )
-    )
-    try:
-        yield
+        ):
+            yield
     finally:
-        stop.set()
-        with suppress(Exception):
-            await asyncio.wait_for(task, 10)
         await engine.dispose()
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from sqlalchemy import Table
@@ -147,3 +148,28 @@ async def run_consumer(
         finally:
             await consumer.stop()
             await producer.stop()
+
+
+@asynccontextmanager
+async def consuming(
+    *, topic: str, group_id: str, inbox: Table, handler: Handler, engine: AsyncEngine, settings: Settings
+) -> AsyncIterator[None]:
+    """Run :func:`run_consumer` in the background for the life of the block (a service's lifespan)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_consumer(
+            topic=topic,
+            group_id=group_id,
+            inbox=inbox,
+            handler=handler,
+            engine=engine,
+            settings=settings,
+            stop=stop,
+        )
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        with suppress(Exception):
+            await asyncio.wait_for(task, 10)
