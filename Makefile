@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit lint fmt clean
+.PHONY: install run test test-unit bench lint fmt clean
 
 install: $(STAMP)
 
@@ -22,6 +22,9 @@ test: install
 
 test-unit: install
 	$(BIN)/python -m pytest -q -m "unit or workflow"
+
+bench: install
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.rules_bench
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,14 +1,18 @@
-"""The business-day calendar of idr-rules Part A items 1 and 2.
+"""The business-day calendar of idr-rules Part A items 1 and 2, with overrides as data.
 
 A business day is Monday to Friday except the federal holidays of 5 U.S.C. 6103 on their observed
 dates (the ``holidays`` package's US public calendar, checked against our own table in the tests)
-and any closure days given as data. Arithmetic is O(log n): the business days of the covered years
-are precomputed into a sorted index and positions are found by bisection.
+and any closure days given as data. Arithmetic is O(1): the business days of the covered years are
+precomputed, with a dense table from every calendar day to the index of the first business day on
+or after it.
+
+Overrides are data, loaded from the database or a file by the caller: a :class:`Closure` removes
+days from the business calendar; an :class:`Extension` moves deadlines that fall in a date range
+to a later date, for all deadlines or some, in all states or some.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -26,11 +30,42 @@ class OutsideCalendarError(ValueError):
 
 @dataclass(frozen=True)
 class Closure:
-    """A one-off non-business day range (e.g. an executive-order closure), given as data."""
+    """One-off non-business days (e.g. an executive-order closure), given as data."""
 
     start: date
     end: date
     name: str
+    reference: str = ""
+
+
+@dataclass(frozen=True)
+class Extension:
+    """The Departments' blanket extension: deadlines falling in [start, end] move to ``moves_to``.
+
+    ``deadlines`` and ``states`` narrow the scope (None = all). The payment deadline can never be
+    extended (idr-rules D12), whatever the scope says.
+    """
+
+    start: date
+    end: date
+    moves_to: date
+    name: str
+    reference: str = ""
+    deadlines: frozenset[str] | None = None
+    states: frozenset[str] | None = None
+
+    def applies(self, deadline: str, due_on: date, state: str | None) -> bool:
+        if deadline == "payment_deadline" or not self.start <= due_on <= self.end or self.moves_to <= due_on:
+            return False
+        if self.deadlines is not None and deadline not in self.deadlines:
+            return False
+        return self.states is None or (state is not None and state in self.states)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    closures: tuple[Closure, ...] = ()
+    extensions: tuple[Extension, ...] = ()
 
 
 class BusinessCalendar:
@@ -51,38 +86,60 @@ class BusinessCalendar:
         for closure in closures:
             day = closure.start
             while day <= closure.end:
-                if day.weekday() < 5:
+                if day.weekday() < 5 and self.first <= day <= self.last:
                     named.setdefault(day, closure.name)
                 day += timedelta(days=1)
-        self._names = named
-        ordinals: list[int] = []
-        day = self.first
-        while day <= self.last:
+        self._names = dict(sorted(named.items()))
+        self._base = self.first.toordinal()
+        span = self.last.toordinal() - self._base + 1
+        business: list[int] = []
+        # next_index[i]: index in ``business`` of the first business day on or after first + i
+        next_index = [0] * (span + 1)
+        for i in range(span):
+            day = self.first + timedelta(days=i)
             if day.weekday() < 5 and day not in named:
-                ordinals.append(day.toordinal())
-            day += timedelta(days=1)
-        self._business = ordinals
+                business.append(day.toordinal())
+        j = len(business)
+        next_index[span] = j
+        for i in range(span - 1, -1, -1):
+            if j > 0 and business[j - 1] == self._base + i:
+                j -= 1
+            next_index[i] = j
+        self._business = business
+        self._next = next_index
 
     # -- queries -----------------------------------------------------------------------------
-    def _check(self, day: date) -> None:
+    def _offset(self, day: date) -> int:
         if not self.first <= day <= self.last:
             raise OutsideCalendarError(
-                f"{day.isoformat()} is outside the calendar ({self.first}..{self.last})"
+                f"{day.isoformat()} is outside the calendar "
+                f"({self.first.isoformat()}..{self.last.isoformat()})"
             )
-
-    def is_business_day(self, day: date) -> bool:
-        self._check(day)
-        i = bisect_left(self._business, day.toordinal())
-        return i < len(self._business) and self._business[i] == day.toordinal()
-
-    def non_business_days(self, start: date, end: date) -> list[tuple[date, str]]:
-        """Weekday holidays and closures in [start, end], with their names."""
-        return [(d, n) for d, n in sorted(self._names.items()) if start <= d <= end]
+        return day.toordinal() - self._base
 
     def _at(self, index: int) -> date:
         if not 0 <= index < len(self._business):
             raise OutsideCalendarError("the result falls outside the calendar")
         return date.fromordinal(self._business[index])
+
+    @property
+    def business_ordinals(self) -> list[int]:
+        """Proleptic ordinals of every business day, ascending (for bulk computations)."""
+        return self._business
+
+    @property
+    def next_business_index(self) -> list[int]:
+        """For each day from ``first``: the index of the first business day on or after it."""
+        return self._next
+
+    def is_business_day(self, day: date) -> bool:
+        off = self._offset(day)
+        i = self._next[off]
+        return i < len(self._business) and self._business[i] == day.toordinal()
+
+    def non_business_days(self, start: date, end: date) -> list[tuple[date, str]]:
+        """Weekday holidays and closures in [start, end], with their names."""
+        return [(d, n) for d, n in self._names.items() if start <= d <= end]
 
     def business_day_beginning(self, day: date, n: int) -> date:
         """Business day ``n`` of a period that begins on ``day``.
@@ -91,26 +148,31 @@ class BusinessCalendar:
         """
         if n < 1:
             raise ValueError("a period that begins on a day counts from 1")
-        self._check(day)
-        return self._at(bisect_left(self._business, day.toordinal()) + n - 1)
+        return self._at(self._next[self._offset(day)] + n - 1)
 
     def business_days_after(self, day: date, n: int) -> date:
         """The ``n``-th business day after ``day`` (``day`` is day 0); negative ``n`` counts back."""
-        self._check(day)
-        if n >= 0:
-            return self._at(bisect_right(self._business, day.toordinal()) + n - 1) if n else day
-        return self._at(bisect_left(self._business, day.toordinal()) + n)
+        off = self._offset(day)
+        if n > 0:
+            return self._at(self._next[off + 1] + n - 1)
+        if n < 0:
+            return self._at(self._next[off] + n)
+        return day
 
     def business_days_between(self, start: date, end: date) -> int:
         """How many business days lie in (start, end]: 0 when end <= start."""
-        self._check(start)
-        self._check(end)
-        if end <= start:
+        a, b = self._offset(start), self._offset(end)
+        if b <= a:
             return 0
-        return bisect_right(self._business, end.toordinal()) - bisect_right(self._business, start.toordinal())
+        return self._next[b + 1] - self._next[a + 1]
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=32)
+def calendar_with(closures: tuple[Closure, ...] = ()) -> BusinessCalendar:
+    """The federal calendar with these closures (cached: building one takes milliseconds)."""
+    return BusinessCalendar(closures=closures)
+
+
 def federal_calendar() -> BusinessCalendar:
     """The calendar with federal holidays only (closures and extensions come as data)."""
-    return BusinessCalendar()
+    return calendar_with(())

@@ -1,16 +1,17 @@
-"""Deadlines of idr-rules Part A item 6, each with the rule and a human explanation.
-
-Only the open-negotiation initiation deadline is computed here so far; the full rules engine
-(every deadline, rule sets by date, overrides) extends this module.
-"""
+"""Every deadline of idr-rules Part A item 6 and Part B section 2, each with its rule and a one-line
+human explanation, chosen by effective-dated rule sets and moved by overrides given as data."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime, time
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from shared.rules.calendar import BusinessCalendar
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from shared.rules.calendar import BusinessCalendar, Overrides, calendar_with
+from shared.rules.rulesets import RuleConfig, batching_for, fees_for, idre_fee_range, switch_on
 
 RULE_SET = "federal-idr-2022"
 
@@ -22,25 +23,237 @@ class Deadline:
     rule_id: str
     rule_set: str
     explanation: str
+    moved_by: tuple[str, ...] = ()
+
+
+class Triggers(BaseModel):
+    """The dates that start the clocks. Each step must not be dated before the one it follows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bill_sent_on: date | None = None
+    initial_payment_received_on: date | None = None
+    open_negotiation_started_on: date | None = None
+    idr_initiated_on: date | None = None
+    idre_selected_on: date | None = None
+    determination_on: date | None = None
+    improper_batch_notice_on: date | None = None
+    batched: bool = False
+    line_items: int = 1
+    state: str | None = None
+
+    @model_validator(mode="after")
+    def _in_order(self) -> Triggers:
+        chain = [
+            "bill_sent_on",
+            "initial_payment_received_on",
+            "open_negotiation_started_on",
+            "idr_initiated_on",
+            "idre_selected_on",
+            "determination_on",
+        ]
+        previous: tuple[str, date] | None = None
+        for name in chain:
+            value: date | None = getattr(self, name)
+            if value is None:
+                continue
+            if previous and value < previous[1]:
+                raise ValueError(
+                    f"{name}: {value.isoformat()} is before {previous[0]} ({previous[1].isoformat()})"
+                )
+            previous = (name, value)
+        if (
+            self.improper_batch_notice_on
+            and self.idr_initiated_on
+            and self.improper_batch_notice_on < self.idr_initiated_on
+        ):
+            raise ValueError("improper_batch_notice_on: the notice cannot come before IDR was initiated")
+        if self.line_items < 1:
+            raise ValueError("line_items: at least 1")
+        return self
+
+
+@dataclass
+class Schedule:
+    deadlines: dict[str, Deadline] = field(default_factory=dict)
+    administrative_fee_per_party: Decimal | None = None
+    idre_fee_range: tuple[Decimal, Decimal] | None = None
+    fee_rule_set: str | None = None
+
+    def as_dates(self) -> dict[str, str | float | int]:
+        """The flat form of the ``idrflow deadlines`` contract: names to ISO dates, plus the fee."""
+        out: dict[str, str | float | int] = {n: d.due_on.isoformat() for n, d in self.deadlines.items()}
+        if self.administrative_fee_per_party is not None:
+            fee = self.administrative_fee_per_party
+            out["administrative_fee_per_party"] = int(fee) if fee == fee.to_integral_value() else float(fee)
+        return out
 
 
 def _skipped(cal: BusinessCalendar, start: date, end: date) -> str:
     days = cal.non_business_days(start, end)
-    if not days:
-        return ""
-    return "; skipped " + ", ".join(f"{d.isoformat()} {n}" for d, n in days)
+    return "; skipped " + ", ".join(f"{d.isoformat()} {n}" for d, n in days) if days else ""
+
+
+class _Builder:
+    def __init__(self, cal: BusinessCalendar, overrides: Overrides, state: str | None) -> None:
+        self.cal = cal
+        self.overrides = overrides
+        self.state = state
+        self.out: dict[str, Deadline] = {}
+
+    def add(self, name: str, rule_id: str, rule_set: str, due: date, explanation: str) -> None:
+        moved: list[str] = []
+        for ext in self.overrides.extensions:
+            if ext.applies(name, due, self.state):
+                ref = f" ({ext.reference})" if ext.reference else ""
+                explanation += (
+                    f"; moved from {due.isoformat()} to {ext.moves_to.isoformat()} by {ext.name}{ref}"
+                )
+                moved.append(ext.name)
+                due = ext.moves_to
+        self.out[name] = Deadline(name, due, rule_id, rule_set, explanation, tuple(moved))
+
+    def beginning(
+        self, name: str, rule_id: str, start: date, n: int, what: str, rule_set: str = RULE_SET
+    ) -> date:
+        due = self.cal.business_day_beginning(start, n)
+        self.add(
+            name,
+            rule_id,
+            rule_set,
+            due,
+            f"{n} business days beginning {start.isoformat()} ({what}){_skipped(self.cal, start, due)}",
+        )
+        return due
+
+    def after(
+        self, name: str, rule_id: str, start: date, n: int, what: str, rule_set: str = RULE_SET
+    ) -> date:
+        due = self.cal.business_days_after(start, n)
+        self.add(
+            name,
+            rule_id,
+            rule_set,
+            due,
+            f"{n} business days after {start.isoformat()} ({what}){_skipped(self.cal, start, due)}",
+        )
+        return due
+
+    def calendar_days(self, name: str, rule_id: str, start: date, n: int, what: str) -> date:
+        due = start + timedelta(days=n)
+        self.add(
+            name,
+            rule_id,
+            RULE_SET,
+            due,
+            f"{n} calendar days after {start.isoformat()} ({what}); does not roll",
+        )
+        return due
+
+
+def compute_schedule(
+    triggers: Triggers,
+    *,
+    overrides: Overrides | None = None,
+    config: RuleConfig | None = None,
+    calendar: BusinessCalendar | None = None,
+) -> Schedule:
+    """Every deadline that the given triggers start, and the fee when IDR initiation is known."""
+    ov = overrides or Overrides()
+    cfg = config or RuleConfig()
+    cal = calendar or calendar_with(ov.closures)
+    t = triggers
+    b = _Builder(cal, ov, t.state)
+    schedule = Schedule(deadlines=b.out)
+
+    if t.bill_sent_on:
+        b.calendar_days(
+            "initial_payment_deadline", "D0", t.bill_sent_on, 30, "plan's initial payment or denial"
+        )
+    if t.initial_payment_received_on:
+        b.beginning(
+            "open_negotiation_initiation_deadline",
+            "D1",
+            t.initial_payment_received_on,
+            30,
+            "send the open negotiation notice",
+        )
+    if t.open_negotiation_started_on:
+        on = t.open_negotiation_started_on
+        b.beginning("open_negotiation_period_end", "D2", on, 30, "open negotiation period")
+        b.beginning("idr_initiation_window_opens", "D3", on, 31, "first day IDR may be initiated")
+        b.beginning("idr_initiation_deadline", "D3", on, 34, "last day IDR may be initiated")
+        if switch_on(cfg.open_negotiation_response_notice_from, on):
+            b.beginning(
+                "open_negotiation_response_deadline",
+                "ON-RESPONSE",
+                on,
+                15,
+                "open negotiation response notice",
+                rule_set="idr-operations-2026",
+            )
+    if t.idr_initiated_on:
+        init = t.idr_initiated_on
+        b.after("idre_joint_selection_deadline", "D5", init, 3, "joint selection of the IDR entity")
+        b.after(
+            "departments_idre_selection_deadline", "D5b", init, 6, "the Departments select the IDR entity"
+        )
+        fees = fees_for(init)
+        schedule.administrative_fee_per_party = fees.administrative_fee_per_party
+        schedule.idre_fee_range = idre_fee_range(fees, batched=t.batched, line_items=t.line_items)
+        schedule.fee_rule_set = fees.rule_set
+        if t.improper_batch_notice_on:
+            b.after(
+                "improper_batch_resubmission_deadline",
+                "D13",
+                t.improper_batch_notice_on,
+                4,
+                "resubmit an improperly batched dispute, once",
+            )
+    if t.idre_selected_on:
+        sel = t.idre_selected_on
+        b.after("offer_and_fee_deadline", "D7", sel, 10, "offers and both fees")
+        b.after("determination_deadline", "D8", sel, 30, "the IDR entity's determination")
+        if switch_on(cfg.eligibility_review_5_days_from, sel):
+            b.after(
+                "eligibility_determination_deadline",
+                "D6c",
+                sel,
+                5,
+                "IDR entity's eligibility review",
+                rule_set="idr-operations-2026",
+            )
+    if t.determination_on:
+        det = t.determination_on
+        b.calendar_days("payment_deadline", "D9", det, 30, "pay the amount determined; cannot be extended")
+        b.after("idre_fee_refund_deadline", "D10", det, 30, "refund of the prevailing party's IDR entity fee")
+        key = t.open_negotiation_started_on or det
+        unit, length = batching_for(key, cfg).batched_cooling_off if t.batched else ("calendar", 90)
+        if unit == "business":
+            ends = b.after(
+                "cooling_off_ends",
+                "D4",
+                det,
+                length,
+                "batched cooling-off",
+                rule_set=batching_for(key, cfg).rule_set,
+            )
+        else:
+            ends = b.calendar_days("cooling_off_ends", "D4", det, length, "cooling-off")
+        b.beginning(
+            "post_cooling_off_initiation_deadline",
+            "D3b",
+            ends + timedelta(days=1),
+            30,
+            "initiate IDR for items held by the cooling-off",
+        )
+    return schedule
 
 
 def open_negotiation_initiation_deadline(cal: BusinessCalendar, received_on: date) -> Deadline:
     """D1: 30 business days beginning on the day the initial payment or denial is received."""
-    due = cal.business_day_beginning(received_on, 30)
-    return Deadline(
-        name="open_negotiation_initiation_deadline",
-        due_on=due,
-        rule_id="D1",
-        rule_set=RULE_SET,
-        explanation=f"30 business days beginning {received_on.isoformat()}{_skipped(cal, received_on, due)}",
-    )
+    schedule = compute_schedule(Triggers(initial_payment_received_on=received_on), calendar=cal)
+    return schedule.deadlines["open_negotiation_initiation_deadline"]
 
 
 @dataclass(frozen=True)
