@@ -95,8 +95,10 @@ def main() -> None:
         per_claim = compute_schedule(Triggers(**{k: v[i].item() for k, v in small.items()})).as_dates()
         for name in ours:
             assert per_claim[name] == str(ours[name][i]), (i, name)
-    console.print(f"agreement checked: {len(ours)} deadlines x {N:,} claims (bulk = busday_offset), "
-                  f"and a sample against the per-claim path")
+    console.print(
+        f"agreement checked: {len(ours)} deadlines x {N:,} claims (bulk = busday_offset), "
+        f"and a sample against the per-claim path"
+    )
 
     t_base = timed(lambda: baseline(triggers, holidays))
     t_bulk = timed(lambda: bulk_schedule(**triggers))

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
-from datetime import UTC, datetime
-from typing import Annotated
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert
 
 from shared.db import get_engine
 from shared.kafka import ensure_topics, make_producer
 from shared.kafka.outbox import republish, run_relay
+from shared.rules.calendar import Overrides, calendar_with
+from shared.rules.deadlines import Triggers, compute_schedule
+from shared.rules.overrides import load_overrides_file
 from shared.runtime import configure_logging
 from shared.settings import get_settings
 from shared.tenants import new_api_key, upsert_tenant
@@ -167,6 +174,108 @@ def outbox_republish(
 
     total = asyncio.run(republish_all(get_settings().database_url, since))
     typer.echo(f"{total} event(s) queued for publishing again")
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"idrflow: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _load_overrides(path: Path | None) -> Overrides:
+    if path is None:
+        return Overrides()
+    try:
+        return load_overrides_file(path)
+    except (OSError, ValidationError) as exc:
+        _fail(f"overrides file {path}: {_describe(exc)}")
+
+
+def _describe(exc: Exception) -> str:
+    """One line per problem, each naming the key it is about."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        reason = str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            reason = "unknown key"
+        lines.append(f"{where}: {reason}" if where else reason)
+    return "; ".join(lines)
+
+
+@app.command()
+def deadlines(
+    explain: Annotated[
+        bool, typer.Option(help="print each deadline's rule, rule set and explanation")
+    ] = False,
+    overrides: Annotated[Path | None, typer.Option(help="JSON file of closures and extensions")] = None,
+) -> None:
+    """Read one JSON object of trigger dates on stdin; print every deadline they start as JSON.
+
+    Keys: bill_sent_on, initial_payment_received_on, open_negotiation_started_on, idr_initiated_on,
+    idre_selected_on, determination_on, improper_batch_notice_on (ISO dates); batched (bool),
+    line_items (int), state. Bad input: a message on stderr and exit code 2.
+    """
+    raw = sys.stdin.read()
+    if not raw.strip():
+        _fail("expected one JSON object on stdin, got nothing")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        _fail(f"stdin is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        _fail(f"expected one JSON object on stdin, got {type(data).__name__}")
+    try:
+        triggers = Triggers.model_validate_json(raw, strict=True)
+        schedule = compute_schedule(triggers, overrides=_load_overrides(overrides))
+    except (ValidationError, ValueError) as exc:
+        _fail(_describe(exc))
+    if not explain:
+        typer.echo(json.dumps(schedule.as_dates()))
+        return
+    out: dict[str, object] = {
+        name: {
+            "due_on": d.due_on.isoformat(),
+            "rule_id": d.rule_id,
+            "rule_set": d.rule_set,
+            "explanation": d.explanation,
+            "moved_by": list(d.moved_by),
+        }
+        for name, d in schedule.deadlines.items()
+    }
+    if schedule.administrative_fee_per_party is not None:
+        out["administrative_fee_per_party"] = schedule.as_dates()["administrative_fee_per_party"]
+        out["fee_rule_set"] = schedule.fee_rule_set
+        low, high = schedule.idre_fee_range or (None, None)
+        out["idre_fee_range"] = [str(low), str(high)]
+    typer.echo(json.dumps(out, indent=2))
+
+
+@app.command()
+def calendar(
+    year: Annotated[int, typer.Option(help="the year to list")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    overrides: Annotated[Path | None, typer.Option(help="JSON file of closures and extensions")] = None,
+) -> None:
+    """The non-business days of a year (besides Saturdays and Sundays), with their names."""
+    ov = _load_overrides(overrides)
+    cal = calendar_with(ov.closures)
+    if not cal.first.year <= year <= cal.last.year:
+        _fail(f"year {year} is outside the calendar ({cal.first.year}..{cal.last.year})")
+    days = cal.non_business_days(date(year, 1, 1), date(year, 12, 31))
+    if as_json:
+        typer.echo(json.dumps([{"date": d.isoformat(), "weekday": f"{d:%A}", "name": n} for d, n in days]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Non-business days {year} (plus every Saturday and Sunday)")
+    for column in ("date", "weekday", "name"):
+        table.add_column(column)
+    for d, n in days:
+        table.add_row(d.isoformat(), f"{d:%A}", n)
+    Console().print(table)
 
 
 @app.command("temporal-setup")

@@ -9,8 +9,14 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import shared.tenants  # noqa: F401  (registers the tables on the metadata)
+import services.dispute.models
+import services.intake.models
+import services.notifier.models
+import shared.tenants
 from shared.db import metadata
+
+# every module that defines tables: importing them registers the tables on the metadata
+TABLE_MODULES = (services.dispute.models, services.intake.models, services.notifier.models, shared.tenants)
 
 SCHEMAS = ("platform", "intake", "negotiation", "dispute", "notifier")
 

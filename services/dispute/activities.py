@@ -13,14 +13,16 @@ from temporalio import activity
 
 from services.dispute.models import outbox
 from services.dispute.schemas import AlertRequest, DeadlineView, EmitRequest, Plan, PlanRequest, ReminderPlan
+from services.dispute.service import tenant_overrides
 from shared.db import unit_of_work
 from shared.events import DeadlineApproaching, DeadlineMissed, Envelope, EventPayload
 from shared.kafka.outbox import add_to_outbox
-from shared.rules.calendar import BusinessCalendar
+from shared.rules.calendar import BusinessCalendar, Overrides, calendar_with
 from shared.rules.deadlines import (
+    Triggers,
     business_days_left,
+    compute_schedule,
     cutoff_utc,
-    open_negotiation_initiation_deadline,
     reminder_schedule,
 )
 from shared.settings import Settings
@@ -48,7 +50,11 @@ class DisputeActivities:
     @activity.defn(name="plan_deadlines")
     async def plan_deadlines(self, req: PlanRequest) -> Plan:
         s = self.settings
-        deadline = open_negotiation_initiation_deadline(self.calendar, req.initial_payment_received_on)
+        overrides = await tenant_overrides(req.tenant_id, self.engine) if req.tenant_id else Overrides()
+        calendar = calendar_with(overrides.closures) if overrides.closures else self.calendar
+        triggers = Triggers(initial_payment_received_on=req.initial_payment_received_on, state=req.state)
+        schedule = compute_schedule(triggers, overrides=overrides, calendar=calendar)
+        deadline = schedule.deadlines["open_negotiation_initiation_deadline"]
         view = DeadlineView(
             name=deadline.name,
             due_on=deadline.due_on,
@@ -60,7 +66,7 @@ class DisputeActivities:
         reminders = [
             ReminderPlan(deadline=r.deadline, business_days_before=r.business_days_before, fire_at=r.fire_at)
             for r in reminder_schedule(
-                self.calendar, deadline, s.reminder_business_days_before, s.reminder_time, s.business_timezone
+                calendar, deadline, s.reminder_business_days_before, s.reminder_time, s.business_timezone
             )
         ]
         return Plan(deadlines=[view], reminders=reminders)

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from services.dispute.consumer import CONSUMER, ClaimEventHandler
 from services.dispute.models import inbox
-from services.dispute.routes import router
+from services.dispute.routes import router, rules
 from services.dispute.worker import build_worker
 from shared.db import database_ready, get_engine
 from shared.http import install_healthz, install_problem_handlers
@@ -61,4 +61,5 @@ def create_app() -> FastAPI:
 
     install_healthz(app, {"postgresql": database_ready, "temporal": temporal, "kafka": broker_ready})
     app.include_router(router)
+    app.include_router(rules)
     return app

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
 from shared.events import ClaimAdjudicated
+from shared.rules.overrides import OverrideIn
 
 
 class Contract(BaseModel):
@@ -45,6 +47,8 @@ class ReminderPlan(Contract):
 
 class PlanRequest(Contract):
     initial_payment_received_on: date
+    tenant_id: str | None = None  # whose calendar overrides apply
+    state: str | None = None  # state-scoped extensions
 
 
 class Plan(Contract):
@@ -101,3 +105,23 @@ class ClaimStatus(Contract):
     next_deadline: DeadlineView | None
     reminders_sent: list[SentReminder]
     transitions: list[Transition]
+
+
+class DeadlineOut(Contract):
+    due_on: date
+    rule_id: str
+    rule_set: str
+    explanation: str
+    moved_by: list[str]
+
+
+class ScheduleOut(Contract):
+    deadlines: dict[str, DeadlineOut]
+    administrative_fee_per_party: Decimal | None = None
+    idre_fee_range: tuple[Decimal, Decimal] | None = None
+    fee_rule_set: str | None = None
+
+
+class OverrideOut(Contract):
+    id: int
+    override: OverrideIn

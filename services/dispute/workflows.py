@@ -208,7 +208,11 @@ class ClaimLifecycleWorkflow:
             )
             plan: Plan = await workflow.execute_activity(
                 "plan_deadlines",
-                PlanRequest(initial_payment_received_on=facts.initial_payment_received_on),
+                PlanRequest(
+                    initial_payment_received_on=facts.initial_payment_received_on,
+                    tenant_id=self.tenant_id,
+                    state=facts.state,
+                ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
                 result_type=Plan,

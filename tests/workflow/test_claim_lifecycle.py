@@ -22,7 +22,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from services.dispute.activities import DisputeActivities
-from services.dispute.schemas import AlertRequest, ClaimEventSignal, ClaimLifecycleInput, EmitRequest
+from services.dispute.schemas import (
+    AlertRequest,
+    ClaimEventSignal,
+    ClaimLifecycleInput,
+    EmitRequest,
+    Plan,
+    PlanRequest,
+)
 from services.dispute.workflows import ClaimLifecycleWorkflow
 from shared.events import ClaimAdjudicated, ClaimLine
 from shared.rules.calendar import federal_calendar
@@ -57,6 +64,7 @@ class Recorder:
     def __init__(self) -> None:
         self.alerts: list[tuple[AlertRequest, datetime]] = []
         self.events: list[EmitRequest] = []
+        self.plans: list[PlanRequest] = []
         self.real = DisputeActivities(engine=None, settings=Settings(), calendar=CAL)  # type: ignore[arg-type]
 
     def activities(self) -> list[object]:
@@ -71,7 +79,13 @@ class Recorder:
             self.events.append(req)
             return True
 
-        return [self.real.plan_deadlines, emit_alert, emit_event]
+        @activity.defn(name="plan_deadlines")
+        async def plan_deadlines(req: PlanRequest) -> Plan:
+            self.plans.append(req)
+            # the real planner, without the tenant's overrides table (no database here)
+            return await self.real.plan_deadlines(req.model_copy(update={"tenant_id": None}))
+
+        return [plan_deadlines, emit_alert, emit_event]
 
 
 def facts(claim_id: str, received: date, sequence: int = 1) -> ClaimAdjudicated:
@@ -145,6 +159,7 @@ async def test_crosses_the_30_business_day_deadline_and_sees_every_reminder(env:
     assert [t.stage for t in status.transitions] == ["open_negotiation_window", "forfeited"]
     assert [e.payload["stage"] for e in rec.events] == ["open_negotiation_window", "forfeited"]
     assert [r.business_days_before for r in status.reminders_sent] == [5, 2, 1, 0]
+    assert rec.plans[0].tenant_id == "t1" and rec.plans[0].state == "TX"  # overrides are the tenant's
 
 
 async def test_a_late_claim_gets_one_alert_now_not_a_burst(env: WorkflowEnvironment) -> None:
