@@ -1,0 +1,103 @@
+"""The rules over HTTP on the dispute service, with each tenant's calendar overrides in PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from deploy.devstack import Stack
+from services.cli import seed_tenant
+
+
+@pytest.fixture
+async def dispute(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    # the routers without the app's lifespan (worker and consumer are not needed for the rules)
+    from fastapi import FastAPI
+
+    from services.dispute.routes import router, rules
+    from shared.http import install_problem_handlers
+
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.include_router(rules)
+    await seed_tenant(stack.database_url, "rules-a", "A", "key-rules-a", None, None)
+    await seed_tenant(stack.database_url, "rules-b", "B", "key-rules-b", None, None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dispute") as client:
+        yield client
+
+
+A = {"Authorization": "Bearer key-rules-a"}
+B = {"Authorization": "Bearer key-rules-b"}
+
+
+async def test_deadlines_explain_themselves(dispute: httpx.AsyncClient) -> None:
+    r = await dispute.post(
+        "/v1/rules/deadlines",
+        json={"initial_payment_received_on": "2026-11-02", "idr_initiated_on": "2026-12-31", "batched": True},
+        headers=A,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    d = body["deadlines"]["open_negotiation_initiation_deadline"]
+    assert d["due_on"] == "2026-12-15" and d["rule_id"] == "D1" and d["rule_set"] == "federal-idr-2022"
+    assert "skipped 2026-11-11 Veterans Day, 2026-11-26 Thanksgiving Day" in d["explanation"]
+    assert body["administrative_fee_per_party"] == "15" and body["fee_rule_set"] == "fees-2026"
+    assert body["idre_fee_range"] == ["268", "1173"]
+
+
+async def test_bad_triggers_are_problems_naming_the_field(dispute: httpx.AsyncClient) -> None:
+    r = await dispute.post(
+        "/v1/rules/deadlines",
+        json={"open_negotiation_started_on": "2026-12-01", "idr_initiated_on": "2026-11-30"},
+        headers=A,
+    )
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"][0]["field"] == "idr_initiated_on"
+    r = await dispute.post("/v1/rules/deadlines", json={"idr_initiated_on": "2019-01-02"}, headers=A)
+    assert r.status_code == 422 and "no fees before" in r.json()["detail"]
+
+
+async def test_a_tenants_overrides_move_only_its_own_deadlines(dispute: httpx.AsyncClient) -> None:
+    ext = {
+        "kind": "extension",
+        "start": "2026-12-10",
+        "end": "2026-12-20",
+        "moves_to": "2027-01-08",
+        "name": "Portal outage extension",
+        "reference": "CMS notice",
+        "deadlines": ["open_negotiation_initiation_deadline"],
+    }
+    created = await dispute.post("/v1/rules/overrides", json=ext, headers=A)
+    assert created.status_code == 201, created.text
+    trig = {"initial_payment_received_on": "2026-11-02"}
+    a = (await dispute.post("/v1/rules/deadlines", json=trig, headers=A)).json()
+    b = (await dispute.post("/v1/rules/deadlines", json=trig, headers=B)).json()
+    da = a["deadlines"]["open_negotiation_initiation_deadline"]
+    assert da["due_on"] == "2027-01-08" and da["moved_by"] == ["Portal outage extension"]
+    assert b["deadlines"]["open_negotiation_initiation_deadline"]["due_on"] == "2026-12-15"
+
+    listed = (await dispute.get("/v1/rules/overrides", headers=A)).json()
+    assert [o["override"]["name"] for o in listed] == ["Portal outage extension"]
+    assert (await dispute.get("/v1/rules/overrides", headers=B)).json() == []
+    oid = created.json()["id"]
+    assert (await dispute.delete(f"/v1/rules/overrides/{oid}", headers=B)).status_code == 404
+    assert (await dispute.delete(f"/v1/rules/overrides/{oid}", headers=A)).status_code == 204
+    again = (await dispute.post("/v1/rules/deadlines", json=trig, headers=A)).json()
+    assert again["deadlines"]["open_negotiation_initiation_deadline"]["due_on"] == "2026-12-15"
+
+
+async def test_an_override_that_cannot_be_is_refused(dispute: httpx.AsyncClient) -> None:
+    bad = {
+        "kind": "extension",
+        "start": "2026-12-10",
+        "end": "2026-12-20",
+        "moves_to": "2027-01-08",
+        "name": "x",
+        "deadlines": ["payment_deadline"],
+    }
+    r = await dispute.post("/v1/rules/overrides", json=bad, headers=A)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "deadlines"
+    assert "cannot be extended" in r.json()["errors"][0]["reason"]
