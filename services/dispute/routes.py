@@ -6,11 +6,14 @@ from fastapi import APIRouter, Request, Response
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from services.dispute.schemas import ClaimStatus, DeadlineOut, OverrideOut, ScheduleOut
+from services.dispute.schemas import BatchRequest, ClaimStatus, DeadlineOut, OverrideOut, ScheduleOut
 from services.dispute.service import add_override, list_overrides, remove_override, tenant_overrides
 from services.dispute.workflows import ClaimLifecycleWorkflow
 from shared.http import PROBLEM_JSON, Problem
+from shared.rules.batching import BatchCheck, check_batch
+from shared.rules.calendar import calendar_with
 from shared.rules.deadlines import Triggers, compute_schedule
+from shared.rules.eligibility import EligibilityFacts, EligibilityResult, screen
 from shared.rules.overrides import OverrideIn
 from shared.temporal import claim_workflow_id
 from shared.tenants import CurrentTenant
@@ -100,3 +103,20 @@ async def delete_override(override_id: int, tenant: CurrentTenant) -> Response:
             404, "override-not-found", "Override not found", f"No override {override_id}", field="override_id"
         )
     return Response(status_code=204)
+
+
+@rules.post("/eligibility", response_model=EligibilityResult)
+async def post_eligibility(facts: EligibilityFacts, tenant: CurrentTenant) -> EligibilityResult:
+    """Screen a claim for federal IDR: ``eligible``, ``ineligible`` or ``needs_review``, with the
+    reason codes of idr-rules Part B section 1.3 and the facts that drove each."""
+    overrides = await tenant_overrides(tenant.tenant_id)
+    return screen(facts, calendar=calendar_with(overrides.closures))
+
+
+@rules.post("/batch-check", response_model=BatchCheck)
+async def post_batch_check(batch: BatchRequest, tenant: CurrentTenant) -> BatchCheck:
+    """Whether line items may be disputed together: same NPI or TIN, same plan, related items under
+    the rule set in force, the 30-business-day window, the line-item cap, air ambulance per transport;
+    or, with ``bundled``, whether they form one bundled dispute."""
+    overrides = await tenant_overrides(tenant.tenant_id)
+    return check_batch(batch.items, bundled=batch.bundled, calendar=calendar_with(overrides.closures))

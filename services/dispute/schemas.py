@@ -7,9 +7,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import ClaimAdjudicated
+from shared.rules.batching import BatchItem
 from shared.rules.overrides import OverrideIn
 
 
@@ -125,3 +126,8 @@ class ScheduleOut(Contract):
 class OverrideOut(Contract):
     id: int
     override: OverrideIn
+
+
+class BatchRequest(Contract):
+    items: list[BatchItem] = Field(max_length=1000)
+    bundled: bool = False

@@ -101,3 +101,51 @@ async def test_an_override_that_cannot_be_is_refused(dispute: httpx.AsyncClient)
     r = await dispute.post("/v1/rules/overrides", json=bad, headers=A)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "deadlines"
     assert "cannot be extended" in r.json()["errors"][0]["reason"]
+
+
+async def test_eligibility_over_http(dispute: httpx.AsyncClient) -> None:
+    facts = {
+        "service_category": "emergency",
+        "plan_type": "self_insured_erisa",
+        "state": "TX",
+        "open_negotiation_started_on": "2023-03-06",
+        "idr_initiated_on": "2023-04-21",
+    }
+    late = (await dispute.post("/v1/rules/eligibility", json=facts, headers=A)).json()
+    assert late["status"] == "ineligible"
+    assert [r["code"] for r in late["reasons"]] == ["INITIATION_LATE"]
+    ok = await dispute.post(
+        "/v1/rules/eligibility", json={**facts, "idr_initiated_on": "2023-04-20"}, headers=A
+    )
+    assert ok.json()["status"] == "eligible"
+    medicare = {**facts, "plan_type": "medicare", "idr_initiated_on": "2023-04-20"}
+    assert (await dispute.post("/v1/rules/eligibility", json=medicare, headers=A)).json()["reasons"][0][
+        "code"
+    ] == ("NOT_NSA_ELIGIBLE")
+    bad = await dispute.post("/v1/rules/eligibility", json={**facts, "plan_type": "cash"}, headers=A)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "plan_type"
+
+
+async def test_batch_check_over_http(dispute: httpx.AsyncClient) -> None:
+    def item(n: int, npi: str = "1234567893", code: str = "99285") -> dict[str, object]:
+        return {
+            "claim_id": f"CLM-{n}",
+            "line_number": 1,
+            "provider_npi": npi,
+            "provider_tin": "123456789" if npi == "1234567893" else "987654321",
+            "payer_id": "ACME",
+            "plan_id": "ACME-PLAN-1",
+            "plan_type": "self_insured_erisa",
+            "service_code": code,
+            "code_system": "CPT",
+            "service_date": "2026-09-28",
+            "open_negotiation_started_on": "2026-10-15",
+            "service_category": "emergency",
+            "condition_group": "chest-pain",
+        }
+
+    good = (await dispute.post("/v1/rules/batch-check", json={"items": [item(1), item(2)]}, headers=A)).json()
+    assert good["ok"] is True and good["rule_set"] == "batching-2022"
+    mixed = {"items": [item(1), item(2, npi="1245319599")]}
+    bad = (await dispute.post("/v1/rules/batch-check", json=mixed, headers=A)).json()
+    assert bad["ok"] is False and [v["code"] for v in bad["violations"]] == ["DIFFERENT_PROVIDER"]
