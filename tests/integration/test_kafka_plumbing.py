@@ -101,8 +101,7 @@ async def test_consumer_applies_once_and_dead_letters_poison(stack: Stack) -> No
     effects = Table(
         "effects_" + topic.replace(".", "_"),
         md,
-        Column("event_id", String, primary_key=True),
-        schema="dispute",
+        Column("event_id", String, primary_key=True),  # in public: no schema the migrations own
     )
     async with get_engine().begin() as conn:
         await conn.run_sync(md.create_all)

@@ -555,7 +555,7 @@ def test_hard_reason_outranks_review() -> None:
 
 def test_facts_are_strict() -> None:
     with pytest.raises(ValidationError):
-        EligibilityFacts(**BASE, config=None)
+        EligibilityFacts(**BASE, config=None)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         facts(plan_type="hmo")
     with pytest.raises(ValidationError):
