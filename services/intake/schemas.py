@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.rules.eligibility import PlanType, ServiceCategory
+
 US_STATES = frozenset(
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM "
     "NY NC ND "
@@ -25,23 +27,6 @@ US_STATES = frozenset(
 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-
-PlanType = Literal[
-    "self_insured_erisa",
-    "fully_insured_group",
-    "individual_market",
-    "fehb",
-    "non_federal_governmental",
-    "church_plan",
-    "short_term_limited_duration",
-    "medicare",
-    "medicare_advantage",
-    "medicaid",
-    "tricare",
-    "va",
-    "ihs",
-]
-ServiceCategory = Literal["emergency", "post_stabilization", "non_emergency_at_facility", "air_ambulance"]
 
 
 def npi_is_valid(npi: str) -> bool:

@@ -113,31 +113,30 @@ class _Builder:
                 due = ext.moves_to
         self.out[name] = Deadline(name, due, rule_id, rule_set, explanation, tuple(moved))
 
+    def _business(
+        self, name: str, rule_id: str, start: date, n: int, what: str, rule_set: str, *, beginning: bool
+    ) -> date:
+        if beginning:
+            due, how = self.cal.business_day_beginning(start, n), "beginning"
+        else:
+            due, how = self.cal.business_days_after(start, n), "after"
+        skipped = _skipped(self.cal, start, due)
+        self.add(
+            name, rule_id, rule_set, due, f"{n} business days {how} {start.isoformat()} ({what}){skipped}"
+        )
+        return due
+
     def beginning(
         self, name: str, rule_id: str, start: date, n: int, what: str, rule_set: str = RULE_SET
     ) -> date:
-        due = self.cal.business_day_beginning(start, n)
-        self.add(
-            name,
-            rule_id,
-            rule_set,
-            due,
-            f"{n} business days beginning {start.isoformat()} ({what}){_skipped(self.cal, start, due)}",
-        )
-        return due
+        """``start`` is day 1 when it is a business day (idr-rules Part A item 2)."""
+        return self._business(name, rule_id, start, n, what, rule_set, beginning=True)
 
     def after(
         self, name: str, rule_id: str, start: date, n: int, what: str, rule_set: str = RULE_SET
     ) -> date:
-        due = self.cal.business_days_after(start, n)
-        self.add(
-            name,
-            rule_id,
-            rule_set,
-            due,
-            f"{n} business days after {start.isoformat()} ({what}){_skipped(self.cal, start, due)}",
-        )
-        return due
+        """``start`` is day 0."""
+        return self._business(name, rule_id, start, n, what, rule_set, beginning=False)
 
     def calendar_days(self, name: str, rule_id: str, start: date, n: int, what: str) -> date:
         due = start + timedelta(days=n)
