@@ -95,8 +95,26 @@ class DeadlineMissed(EventPayload):
     consequence: str
 
 
+class PaymentOverdue(EventPayload):
+    """The plan has not paid the amount determined within 30 calendar days; repeated as it escalates."""
+
+    event_type: ClassVar[str] = "PaymentOverdue"
+    topic_setting: ClassVar[str] = "topic_alerts"
+    deadline_name: str
+    due_on: date
+    amount_owed: Decimal
+    amount_received: Decimal
+    amount_outstanding: Decimal
+    days_overdue: int
+    escalation_level: int
+    payer_name: str
+    stage: str
+    action: str
+
+
 REGISTRY: dict[str, type[EventPayload]] = {
-    m.event_type: m for m in (ClaimAdjudicated, ClaimStageChanged, DeadlineApproaching, DeadlineMissed)
+    m.event_type: m
+    for m in (ClaimAdjudicated, ClaimStageChanged, DeadlineApproaching, DeadlineMissed, PaymentOverdue)
 }
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from shared.settings import Settings, get_settings
+
+T = TypeVar("T")
 
 IDR_TENANT = SearchAttributeKey.for_keyword("IdrTenant")
 IDR_CLAIM_ID = SearchAttributeKey.for_keyword("IdrClaimId")
@@ -64,3 +68,43 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
             namespace=namespace, search_attributes={k: kinds[v] for k, v in SEARCH_ATTRIBUTES.items()}
         )
     )
+
+
+async def execute_update(client: Client, workflow_id: str, update: str, arg: Any, result_type: type[T]) -> T:
+    """Run a workflow update for an HTTP request: a rejected action is a 409 problem with the
+    validator's reason (and the field it names), an unknown claim a 404."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from shared.http import Problem
+
+    try:
+        result: T = await client.get_workflow_handle(workflow_id).execute_update(
+            update, arg, result_type=result_type
+        )
+        return result
+    except WorkflowUpdateFailedError as exc:
+        reason = str(getattr(exc.cause, "message", None) or exc.cause or exc)
+        field, sep, rest = reason.partition(": ")
+        named = bool(sep) and field.replace("_", "").isalnum()
+        raise Problem(
+            409,
+            "action-rejected",
+            "The action is not possible now",
+            reason,
+            field=field if named else "body",
+            errors=[{"field": field, "reason": rest}] if named else None,
+        ) from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            closed = "completed" in exc.message or "closed" in exc.message
+            raise Problem(
+                409 if closed else 404,
+                "claim-closed" if closed else "claim-not-found",
+                "The claim is closed" if closed else "Claim not found",
+                "The claim's lifecycle has ended; no more actions can be recorded."
+                if closed
+                else "No such claim (or open negotiation) for this tenant.",
+                field="claim_id",
+            ) from exc
+        raise

@@ -6,18 +6,21 @@ and a calendar change can never break the replay of a running claim.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from services.dispute.models import outbox
 from services.dispute.schemas import AlertRequest, DeadlineView, EmitRequest, Plan, PlanRequest, ReminderPlan
 from services.dispute.service import tenant_overrides
 from shared.db import unit_of_work
-from shared.events import DeadlineApproaching, DeadlineMissed, Envelope, EventPayload
+from shared.events import DeadlineApproaching, DeadlineMissed, Envelope, EventPayload, PaymentOverdue
 from shared.kafka.outbox import add_to_outbox
-from shared.rules.calendar import BusinessCalendar, Overrides, calendar_with
+from shared.rules.calendar import BusinessCalendar, Extension, Overrides, calendar_with
 from shared.rules.deadlines import (
     Triggers,
     business_days_left,
@@ -32,11 +35,44 @@ ACTIONS = {
         "Send the open negotiation notice to {payer} by {due} ({cutoff}); "
         "without it the claim cannot go to federal IDR."
     ),
+    "idr_initiation_deadline": (
+        "Initiate federal IDR in the portal and send the Notice of IDR Initiation to {payer} "
+        "by {due} ({cutoff})."
+    ),
+    "post_cooling_off_initiation_deadline": (
+        "The cooling-off has ended: initiate federal IDR for this claim by {due} ({cutoff})."
+    ),
+    "offer_and_fee_deadline": (
+        "Submit your offer and pay the administrative and IDR entity fees by {due} ({cutoff}); "
+        "a party that misses this loses by default."
+    ),
 }
 CONSEQUENCES = {
     "open_negotiation_initiation_deadline": (
         "Open negotiation was not started in time: the claim is no longer eligible for federal IDR "
         "(OPEN_NEGOTIATION_NOT_INITIATED) unless the Departments grant an extension."
+    ),
+    "idr_initiation_deadline": (
+        "Federal IDR was not initiated within business days 31-34: the claim is no longer eligible "
+        "(INITIATION_LATE) unless the Departments grant an extension."
+    ),
+    "post_cooling_off_initiation_deadline": (
+        "IDR was not initiated within 30 business days after the cooling-off: "
+        "the claim is no longer eligible."
+    ),
+    "offer_and_fee_deadline": (
+        "No offer and fees were recorded by the deadline: the IDR entity may decide for the other party "
+        "by default. Record them now if they were sent."
+    ),
+    "departments_idre_selection_deadline": (
+        "No IDR entity selection is recorded: check the portal for the Departments' selection and record it."
+    ),
+    "determination_deadline": (
+        "The IDR entity has not issued its determination within 30 business days. There is no penalty; "
+        "follow up with the entity."
+    ),
+    "idre_fee_refund_deadline": (
+        "The prevailing party's IDR entity fee has not been refunded within 30 business days: ask the entity."
     ),
 }
 
@@ -49,27 +85,72 @@ class DisputeActivities:
 
     @activity.defn(name="plan_deadlines")
     async def plan_deadlines(self, req: PlanRequest) -> Plan:
+        """Every deadline the claim's known dates start, after the tenant's overrides and the
+        extensions granted for this claim, and the reminders of the deadlines asked for."""
         s = self.settings
-        overrides = await tenant_overrides(req.tenant_id, self.engine) if req.tenant_id else Overrides()
-        calendar = calendar_with(overrides.closures) if overrides.closures else self.calendar
-        triggers = Triggers(initial_payment_received_on=req.initial_payment_received_on, state=req.state)
-        schedule = compute_schedule(triggers, overrides=overrides, calendar=calendar)
-        deadline = schedule.deadlines["open_negotiation_initiation_deadline"]
-        view = DeadlineView(
-            name=deadline.name,
-            due_on=deadline.due_on,
-            due_at=cutoff_utc(deadline.due_on, s.deadline_cutoff, s.business_timezone),
-            rule_id=deadline.rule_id,
-            rule_set=deadline.rule_set,
-            explanation=deadline.explanation,
+        tenant = await tenant_overrides(req.tenant_id, self.engine) if req.tenant_id else Overrides()
+        granted = tuple(
+            Extension(
+                start=date(2000, 1, 1),
+                end=e.new_date - timedelta(days=1),
+                moves_to=e.new_date,
+                name=f"extension granted ({e.reference})",
+                reference=e.reference,
+                deadlines=frozenset({e.deadline}),
+            )
+            for e in req.extensions
         )
+        overrides = Overrides(closures=tenant.closures, extensions=tenant.extensions + granted)
+        calendar = calendar_with(overrides.closures) if overrides.closures else self.calendar
+        try:
+            triggers = Triggers(
+                bill_sent_on=req.bill_sent_on,
+                initial_payment_received_on=req.initial_payment_received_on,
+                open_negotiation_started_on=req.open_negotiation_started_on,
+                idr_initiated_on=req.idr_initiated_on,
+                idre_selected_on=req.idre_selected_on,
+                determination_on=req.determination_on,
+                batched=req.batched,
+                state=req.state,
+            )
+            deadlines = dict(compute_schedule(triggers, overrides=overrides, calendar=calendar).deadlines)
+            if req.prior_determination_on:
+                prior = compute_schedule(
+                    Triggers(determination_on=req.prior_determination_on, state=req.state),
+                    overrides=overrides,
+                    calendar=calendar,
+                ).deadlines
+                held = prior["cooling_off_ends"]
+                deadlines["held_by_cooling_off_until"] = replace(held, name="held_by_cooling_off_until")
+                deadlines["post_cooling_off_initiation_deadline"] = prior[
+                    "post_cooling_off_initiation_deadline"
+                ]
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type="InvalidClaimDates", non_retryable=True) from exc
+        views = [
+            DeadlineView(
+                name=d.name,
+                due_on=d.due_on,
+                due_at=cutoff_utc(d.due_on, s.deadline_cutoff, s.business_timezone),
+                rule_id=d.rule_id,
+                rule_set=d.rule_set,
+                explanation=d.explanation,
+            )
+            for d in deadlines.values()
+        ]
         reminders = [
             ReminderPlan(deadline=r.deadline, business_days_before=r.business_days_before, fire_at=r.fire_at)
+            for name in req.remind
+            if name in deadlines
             for r in reminder_schedule(
-                calendar, deadline, s.reminder_business_days_before, s.reminder_time, s.business_timezone
+                calendar,
+                deadlines[name],
+                s.reminder_business_days_before,
+                s.reminder_time,
+                s.business_timezone,
             )
         ]
-        return Plan(deadlines=[view], reminders=reminders)
+        return Plan(deadlines=views, reminders=reminders)
 
     async def _stage(self, envelope: Envelope) -> bool:
         async with unit_of_work(self.engine) as session:
@@ -97,7 +178,27 @@ class DisputeActivities:
         left = business_days_left(self.calendar, today, req.deadline.due_on)
         d = req.deadline
         payload: EventPayload
-        if req.missed:
+        if req.overdue is not None:
+            o = req.overdue
+            outstanding = o.amount_owed - o.amount_received
+            payload = PaymentOverdue(
+                deadline_name=d.name,
+                due_on=d.due_on,
+                amount_owed=o.amount_owed,
+                amount_received=o.amount_received,
+                amount_outstanding=outstanding,
+                days_overdue=o.days_overdue,
+                escalation_level=o.escalation_level,
+                payer_name=req.payer_name,
+                stage=req.stage,
+                action=(
+                    f"{req.payer_name} still owes ${outstanding:,.2f} "
+                    f"of the ${o.amount_owed:,.2f} determined "
+                    f"(due {d.due_on.isoformat()}). Contact the plan; if it does not pay, file a complaint "
+                    "with the No Surprises Help Desk (1-800-985-3059)."
+                ),
+            )
+        elif req.missed:
             payload = DeadlineMissed(
                 deadline_name=d.name,
                 due_on=d.due_on,

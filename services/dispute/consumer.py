@@ -35,7 +35,11 @@ class ClaimEventHandler:
         try:
             await self.client.start_workflow(
                 ClaimLifecycleWorkflow.run,
-                ClaimLifecycleInput(tenant_id=env.tenant_id, claim_id=env.claim_id),
+                ClaimLifecycleInput(
+                    tenant_id=env.tenant_id,
+                    claim_id=env.claim_id,
+                    negotiation_task_queue=self.settings.negotiation_task_queue,
+                ),
                 id=workflow_id,
                 task_queue=self.settings.dispute_task_queue,
                 start_signal="claim_event",

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import ClaimAdjudicated
+from shared.lifecycle import ExtensionGranted
 from shared.rules.batching import BatchItem
 from shared.rules.overrides import OverrideIn
 
@@ -21,6 +22,9 @@ class Contract(BaseModel):
 class ClaimLifecycleInput(Contract):
     tenant_id: str
     claim_id: str
+    state: ClaimState | None = None  # set by continue-as-new
+    payment_escalation_days: int = 7  # PaymentOverdue repeats this often until paid or closed
+    negotiation_task_queue: str = "negotiation"
 
 
 class ClaimEventSignal(Contract):
@@ -47,9 +51,18 @@ class ReminderPlan(Contract):
 
 
 class PlanRequest(Contract):
-    initial_payment_received_on: date
+    initial_payment_received_on: date | None = None
+    open_negotiation_started_on: date | None = None
+    idr_initiated_on: date | None = None
+    idre_selected_on: date | None = None
+    determination_on: date | None = None
+    prior_determination_on: date | None = None  # a cooling-off that holds this claim
+    bill_sent_on: date | None = None
+    batched: bool = False
     tenant_id: str | None = None  # whose calendar overrides apply
     state: str | None = None  # state-scoped extensions
+    extensions: list[ExtensionGranted] = []  # granted for this claim
+    remind: list[str] = []  # deadlines that get reminders
 
 
 class Plan(Contract):
@@ -79,6 +92,14 @@ class AlertRequest(Contract):
     payer_name: str
     stage: str
     missed: bool = False
+    overdue: PaymentPosition | None = None  # a PaymentOverdue escalation instead of a deadline alert
+
+
+class PaymentPosition(Contract):
+    amount_owed: Decimal
+    amount_received: Decimal
+    days_overdue: int
+    escalation_level: int
 
 
 class Transition(Contract):
@@ -90,9 +111,17 @@ class Transition(Contract):
 
 class SentReminder(Contract):
     deadline: str
+    due_on: date | None = None
     business_days_before: int
     sent_at: datetime
     event_id: UUID
+
+
+class ActionRecord(Contract):
+    action: str
+    at: datetime
+    actor: str
+    details: dict[str, Any]
 
 
 class ClaimStatus(Contract):
@@ -106,6 +135,13 @@ class ClaimStatus(Contract):
     next_deadline: DeadlineView | None
     reminders_sent: list[SentReminder]
     transitions: list[Transition]
+    actions: list[ActionRecord] = []
+    dates: dict[str, date] = {}
+    dispute_number: str | None = None
+    idr_entity: str | None = None
+    amount_owed: Decimal | None = None
+    amount_received: Decimal = Decimal("0")
+    payment_escalations: int = 0
 
 
 class DeadlineOut(Contract):
@@ -131,3 +167,35 @@ class OverrideOut(Contract):
 class BatchRequest(Contract):
     items: list[BatchItem] = Field(max_length=1000)
     bundled: bool = False
+
+
+class ClaimState(Contract):
+    """Everything the lifecycle workflow knows: carried whole across continue-as-new."""
+
+    tenant_id: str
+    claim_id: str
+    facts: ClaimAdjudicated | None = None
+    seen_events: list[str] = []
+    stage: str = "received"
+    stage_before_review: str | None = None
+    transitions: list[Transition] = []
+    actions: list[ActionRecord] = []
+    deadlines: dict[str, DeadlineView] = {}
+    reminders_sent: list[SentReminder] = []
+    passed: list[str] = []  # "name@due_on" of deadlines whose cut-off has been handled
+    dates: dict[str, date] = {}
+    extensions: list[ExtensionGranted] = []
+    dispute_number: str | None = None
+    idr_entity: str | None = None
+    offer_submitted: bool = False
+    fees_paid: bool = False
+    provider_prevailed: bool | None = None
+    amount_owed: Decimal | None = None
+    amount_received: Decimal = Decimal("0")
+    fee_refund_received: bool = False
+    payment_escalations: int = 0
+    negotiation_started: bool = False
+    pending_events: list[EmitRequest] = []
+
+
+ClaimLifecycleInput.model_rebuild()

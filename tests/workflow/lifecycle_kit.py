@@ -1,0 +1,244 @@
+"""A small driver for lifecycle workflow tests on the time-skipping server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from services.dispute.activities import DisputeActivities
+from services.dispute.schemas import (
+    AlertRequest,
+    ClaimEventSignal,
+    ClaimLifecycleInput,
+    ClaimStatus,
+    EmitRequest,
+    Plan,
+    PlanRequest,
+)
+from services.dispute.workflows import ClaimLifecycleWorkflow
+from services.negotiation.workflows import OpenNegotiationWorkflow
+from shared.events import ClaimAdjudicated, ClaimLine
+from shared.rules.calendar import federal_calendar
+from shared.settings import Settings
+
+CAL = federal_calendar()
+NY = ZoneInfo("America/New_York")
+QUEUE = "dispute-test"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.alerts: list[AlertRequest] = []
+        self.events: list[EmitRequest] = []
+        self.plans: list[PlanRequest] = []
+        self.real = DisputeActivities(engine=None, settings=Settings(), calendar=CAL)  # type: ignore[arg-type]
+
+    def activities(self) -> list[object]:
+        @activity.defn(name="plan_deadlines")
+        async def plan_deadlines(req: PlanRequest) -> Plan:
+            self.plans.append(req)
+            # the real planner, without the tenant's overrides table (no database here)
+            return await self.real.plan_deadlines(req.model_copy(update={"tenant_id": None}))
+
+        @activity.defn(name="emit_alert")
+        async def emit_alert(req: AlertRequest) -> int:
+            self.alerts.append(req)
+            return CAL.business_days_between(req.as_of.astimezone(NY).date(), req.deadline.due_on)
+
+        @activity.defn(name="emit_event")
+        async def emit_event(req: EmitRequest) -> bool:
+            self.events.append(req)
+            return True
+
+        return [plan_deadlines, emit_alert, emit_event]
+
+    def missed(self) -> list[str]:
+        return [a.deadline.name for a in self.alerts if a.missed]
+
+    def overdue(self) -> list[AlertRequest]:
+        return [a for a in self.alerts if a.overdue is not None]
+
+    def stages(self) -> list[str]:
+        return [str(e.payload["stage"]) for e in self.events]
+
+
+def facts(claim_id: str, received: date, paid: list[str], sequence: int = 1) -> ClaimAdjudicated:
+    return ClaimAdjudicated(
+        claim_id=claim_id,
+        event_sequence=sequence,
+        source_system="ehr-test",
+        payer_name="Acme Health Plan",
+        plan_type="self_insured_erisa",
+        provider_npi="1234567893",
+        provider_tin="123456789",
+        provider_name="Metro Emergency Physicians",
+        service_category="emergency",
+        state="TX",
+        initial_payment_received_on=received,
+        lines=[
+            ClaimLine(
+                line_number=i + 1,
+                service_code="99285",
+                code_system="CPT",
+                service_date=received - timedelta(days=30),
+                billed=Decimal("2400.00"),
+                paid=Decimal(p),
+            )
+            for i, p in enumerate(paid)
+        ],
+    )
+
+
+@asynccontextmanager
+async def workers(env: WorkflowEnvironment, rec: Recorder) -> AsyncIterator[None]:
+    async with (
+        Worker(env.client, task_queue=QUEUE, workflows=[ClaimLifecycleWorkflow], activities=rec.activities()),
+        Worker(env.client, task_queue="negotiation", workflows=[OpenNegotiationWorkflow]),
+    ):
+        yield
+
+
+class Claim:
+    """One claim's lifecycle workflow, driven through time and actions."""
+
+    def __init__(self, env: WorkflowEnvironment, claim_id: str | None = None) -> None:
+        self.env = env
+        self.claim_id = claim_id or f"C-{uuid.uuid4().hex[:6]}"
+        self.handle: WorkflowHandle[ClaimLifecycleWorkflow, str] | None = None
+
+    async def today(self) -> date:
+        return (await self.env.get_current_time()).astimezone(NY).date()
+
+    async def start(self, received: date | None = None, paid: list[str] | None = None) -> date:
+        received = received or CAL.business_day_beginning(await self.today(), 1)
+        self.handle = await self.env.client.start_workflow(
+            ClaimLifecycleWorkflow.run,
+            ClaimLifecycleInput(tenant_id="t1", claim_id=self.claim_id, payment_escalation_days=7),
+            id=f"claim:t1:{self.claim_id}",
+            task_queue=QUEUE,
+            start_signal="claim_event",
+            start_signal_args=[
+                ClaimEventSignal(
+                    event_id=uuid.uuid4(),
+                    occurred_at=datetime.now(UTC),
+                    facts=facts(self.claim_id, received, paid or ["350.00"]),
+                )
+            ],
+        )
+        await self.wait_stage("open_negotiation_window")
+        return received
+
+    async def status(self) -> ClaimStatus:
+        assert self.handle is not None
+        return await self.handle.query(ClaimLifecycleWorkflow.status)
+
+    async def wait_stage(self, stage: str, timeout: float = 15) -> ClaimStatus:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            status = await self.status()
+            if status.stage == stage:
+                return status
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"stage is {status.stage}, expected {stage}")
+            await asyncio.sleep(0.05)
+
+    async def act(self, update: str, **body: Any) -> ClaimStatus:
+        from shared import lifecycle
+
+        model = {
+            "open_negotiation_notice_sent": lifecycle.NoticeSent,
+            "idr_initiated": lifecycle.IdrInitiated,
+            "entity_selected": lifecycle.EntitySelected,
+            "eligibility_objection": lifecycle.EligibilityObjection,
+            "eligibility_decision": lifecycle.EligibilityDecision,
+            "offer_submitted": lifecycle.OfferSubmitted,
+            "fees_paid": lifecycle.FeesPaid,
+            "determination": lifecycle.Determination,
+            "payment_received": lifecycle.PaymentReceived,
+            "fee_refund_received": lifecycle.FeeRefundReceived,
+            "settlement": lifecycle.Settlement,
+            "extension_granted": lifecycle.ExtensionGranted,
+            "cooling_off_applies": lifecycle.CoolingOffApplies,
+            "withdrawn": lifecycle.Closing,
+            "administratively_closed": lifecycle.Closing,
+            "closed": lifecycle.Closing,
+        }[update]
+        assert self.handle is not None
+        return await self.handle.execute_update(update, model.model_validate(body), result_type=ClaimStatus)
+
+    async def negotiate(self, update: str, **body: Any) -> None:
+        from shared import lifecycle
+
+        model = {"offer": lifecycle.OfferMade, "settle": lifecycle.Settlement}[update]
+        handle = self.env.client.get_workflow_handle(f"negotiation:t1:{self.claim_id}")
+        await handle.execute_update(update, model.model_validate(body))
+
+    async def go_to(self, day: date, at: time = time(10, 0)) -> None:
+        """Let time pass until ``at`` New York time on ``day``."""
+        target = datetime.combine(day, at, tzinfo=NY)
+        now = await self.env.get_current_time()
+        if target > now:
+            await self.env.sleep(target - now)
+        await asyncio.sleep(0.2)  # let the workflow react to its timers
+
+    async def open_negotiation(self) -> date:
+        """Send the notice today; return the day open negotiation began."""
+        sent = await self.today()
+        await self.act("open_negotiation_notice_sent", sent_on=sent.isoformat(), recipient="idr@acme.example")
+        await self.wait_stage("open_negotiation")
+        child = self.env.client.get_workflow_handle(f"negotiation:t1:{self.claim_id}")
+        for _ in range(200):  # the parent starts its child right after planning the new deadlines
+            try:
+                await child.describe()
+                break
+            except Exception:
+                await asyncio.sleep(0.05)
+        return sent
+
+    async def through_negotiation(self) -> date:
+        """Open negotiation, let its 30 business days pass; return business day 31."""
+        started = await self.open_negotiation()
+        day31 = CAL.business_day_beginning(started, 31)
+        await self.go_to(day31)
+        await self.wait_stage("idr_initiation_window")
+        return day31
+
+    async def initiate(self, on: date) -> None:
+        await self.act("idr_initiated", initiated_on=on.isoformat(), dispute_number="DISP-123456")
+        await self.wait_stage("idr_initiated")
+
+    async def to_offers(self) -> date:
+        """From a new claim to an IDR entity jointly selected: return the selection date."""
+        day31 = await self.through_negotiation()
+        await self.initiate(day31)
+        selected = CAL.business_days_after(day31, 1)
+        await self.go_to(selected)
+        await self.act("entity_selected", selected_on=selected.isoformat(), entity="Maximus", by="joint")
+        await self.wait_stage("offers_and_fees")
+        return selected
+
+    async def to_determination(self, lines: int = 1) -> date:
+        selected = await self.to_offers()
+        await self.act(
+            "offer_submitted",
+            submitted_on=selected.isoformat(),
+            amounts=dict.fromkeys(range(1, lines + 1), "900.00"),
+        )
+        await self.act(
+            "fees_paid", paid_on=selected.isoformat(), administrative_fee="15.00", idre_fee="475.00"
+        )
+        await self.wait_stage("awaiting_determination")
+        determined = CAL.business_days_after(selected, 20)
+        await self.go_to(determined)
+        return determined

@@ -1,0 +1,283 @@
+"""Every path of the claim lifecycle on the time-skipping server (idr-rules D1-D13)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from shared.temporal import register_search_attributes
+from tests.workflow.lifecycle_kit import CAL, Claim, Recorder, workers
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    path = Path(sys.executable).parent / "temporal-test-server"
+    exe = str(path) if path.exists() else shutil.which("temporal-test-server")
+    assert exe
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=exe, data_converter=pydantic_data_converter
+    )
+    await register_search_attributes(environment.client, "default")
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+@pytest.fixture
+async def rec(env: WorkflowEnvironment) -> AsyncIterator[Recorder]:
+    recorder = Recorder()
+    async with workers(env, recorder):
+        yield recorder
+
+
+async def rejected(claim: Claim, update: str, **body: object) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await claim.act(update, **body)
+    return str(getattr(err.value.cause, "message", err.value.cause))
+
+
+async def test_settled_in_open_negotiation(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start()
+    started = await claim.open_negotiation()
+    await claim.negotiate("offer", party="provider", offered_on=started.isoformat(), amounts={1: "1800.00"})
+    await claim.negotiate("offer", party="payer", offered_on=started.isoformat(), amounts={1: "600.00"})
+    await claim.negotiate("settle", settled_on=started.isoformat(), amount="1100.00")
+    status = await claim.wait_stage("settled")
+    assert [a.action for a in status.actions] == [
+        "open_negotiation_notice_sent",
+        "offer_provider",
+        "offer_payer",
+    ]
+    assert "settled in open negotiation for $1,100.00" in status.transitions[-1].reason
+    assert rec.stages() == ["open_negotiation_window", "open_negotiation", "settled"]
+
+
+async def test_idr_may_start_on_business_day_31_but_not_30(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start()
+    started = await claim.open_negotiation()
+    day30 = CAL.business_day_beginning(started, 30)
+    await claim.go_to(day30)
+    reason = await rejected(claim, "idr_initiated", initiated_on=day30.isoformat(), dispute_number="DISP-1")
+    assert "business day 31" in reason and "open negotiation period runs until" in reason
+    day31 = CAL.business_day_beginning(started, 31)
+    await claim.go_to(day31)
+    await claim.wait_stage("idr_initiation_window")
+    await claim.initiate(day31)
+    status = await claim.status()
+    assert status.dispute_number == "DISP-123456"
+    assert status.deadlines["idre_joint_selection_deadline"].due_on == CAL.business_days_after(day31, 3)
+
+
+async def test_idr_may_start_on_business_day_34_but_not_35(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start()
+    day31 = await claim.through_negotiation()
+    day34 = CAL.business_days_after(day31, 3)
+    day35 = CAL.business_days_after(day31, 4)
+    await claim.go_to(
+        day34,
+    )
+    reason = await rejected(claim, "idr_initiated", initiated_on=day35.isoformat(), dispute_number="DISP-1")
+    assert "business day 34" in reason
+    await claim.initiate(day34)
+    assert rec.missed() == []
+
+
+async def test_no_idr_in_the_window_forfeits_the_claim(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start()
+    day31 = await claim.through_negotiation()
+    await claim.go_to(CAL.business_days_after(day31, 4))
+    await claim.wait_stage("forfeited")
+    assert rec.missed() == ["idr_initiation_deadline"]
+    reminders = [a for a in rec.alerts if a.deadline.name == "idr_initiation_deadline" and not a.missed]
+    assert reminders, "reminders for the initiation window were sent"
+
+
+async def test_an_extension_moves_the_initiation_deadline(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start()
+    day31 = await claim.through_negotiation()
+    day34 = CAL.business_days_after(day31, 3)
+    later = CAL.business_days_after(day34, 5)
+    status = await claim.act(
+        "extension_granted",
+        deadline="idr_initiation_deadline",
+        new_date=later.isoformat(),
+        reference="CMS extension 2027-01",
+    )
+    await claim.go_to(CAL.business_days_after(day34, 2))
+    status = await claim.wait_stage("idr_initiation_window")
+    assert status.deadlines["idr_initiation_deadline"].due_on == later
+    assert "moved from" in status.deadlines["idr_initiation_deadline"].explanation
+    await claim.initiate(CAL.business_days_after(day34, 2))
+    assert rec.missed() == []
+    reason = await rejected(
+        claim, "extension_granted", deadline="payment_deadline", new_date=later.isoformat(), reference="x"
+    )
+    assert "cannot be extended" in reason
+
+
+async def test_departments_select_when_no_joint_selection(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start()
+    day31 = await claim.through_negotiation()
+    await claim.initiate(day31)
+    await claim.go_to(CAL.business_days_after(day31, 4))
+    status = await claim.wait_stage("idre_selection")
+    assert "the Departments select" in status.transitions[-1].reason
+    selected = CAL.business_days_after(day31, 6)
+    await claim.go_to(selected)
+    await claim.act("entity_selected", selected_on=selected.isoformat(), entity="FHAS", by="departments")
+    status = await claim.wait_stage("offers_and_fees")
+    assert status.idr_entity == "FHAS"
+    assert status.deadlines["offer_and_fee_deadline"].due_on == CAL.business_days_after(selected, 10)
+
+
+async def test_ineligible_after_objection_with_fee_refund(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start()
+    selected = await claim.to_offers()
+    await claim.act("fees_paid", paid_on=selected.isoformat(), administrative_fee="15.00", idre_fee="475.00")
+    await claim.act("eligibility_objection", raised_on=selected.isoformat(), reason="state law applies")
+    await claim.wait_stage("eligibility_review")
+    status = await claim.act(
+        "eligibility_decision",
+        decided_on=selected.isoformat(),
+        eligible=False,
+        reason="NOT_NSA_ELIGIBLE: Texas law applies",
+    )
+    assert status.stage == "ineligible"
+    assert "IDR entity fee is refunded in full" in status.transitions[-1].reason
+
+
+async def test_missing_offer_and_fees_warns_of_default(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start()
+    selected = await claim.to_offers()
+    await claim.go_to(CAL.business_days_after(selected, 11))
+    await claim.wait_stage("awaiting_determination")
+    assert rec.missed() == ["offer_and_fee_deadline"]
+
+
+async def test_provider_wins_by_default_and_is_paid_on_time(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start(paid=["350.00"])
+    determined = await claim.to_determination()
+    status = await claim.act(
+        "determination",
+        determined_on=determined.isoformat(),
+        default=True,
+        lines=[{"line_number": 1, "prevailing_party": "provider", "amount": "1500.00"}],
+    )
+    assert status.stage == "payment_due" and status.amount_owed == Decimal("1150.00")
+    assert "default decision, provider prevailed" in status.transitions[-1].reason
+    assert status.deadlines["payment_deadline"].due_on == determined + timedelta(days=30)
+    await claim.go_to(determined + timedelta(days=20))
+    status = await claim.act(
+        "payment_received",
+        received_on=(determined + timedelta(days=20)).isoformat(),
+        amount="1150.00",
+        source="835",
+        reference="TRN*1*123",
+    )
+    assert status.stage in ("paid", "closed")
+    refund_due = CAL.business_days_after(determined, 30)
+    await claim.act("fee_refund_received", received_on=refund_due.isoformat(), amount="475.00")
+    await claim.wait_stage("closed")
+    assert rec.overdue() == [] and rec.missed() == []
+
+
+async def test_payer_wins_nothing_is_owed(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start(paid=["350.00"])
+    determined = await claim.to_determination()
+    await claim.act(
+        "determination",
+        determined_on=determined.isoformat(),
+        lines=[{"line_number": 1, "prevailing_party": "payer", "amount": "350.00"}],
+    )
+    status = await claim.wait_stage("closed")
+    assert "payer prevailed; no additional payment owed" in status.transitions[-2].reason
+
+
+async def test_split_decision_on_a_multi_line_claim(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start(paid=["350.00", "200.00"])
+    determined = await claim.to_determination(lines=2)
+    status = await claim.act(
+        "determination",
+        determined_on=determined.isoformat(),
+        lines=[
+            {"line_number": 1, "prevailing_party": "provider", "amount": "1500.00"},
+            {"line_number": 2, "prevailing_party": "payer", "amount": "200.00"},
+        ],
+    )
+    assert "split decision" in status.transitions[-1].reason and status.amount_owed == Decimal("1150.00")
+    early = determined - timedelta(days=1)
+    reason = await rejected(claim, "payment_received", received_on=early.isoformat(), amount="10.00")
+    assert "before determination_on" in reason
+
+
+async def test_partial_payment_then_never_paid_escalates_until_closed(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    await claim.start(paid=["350.00"])
+    determined = await claim.to_determination()
+    await claim.act(
+        "determination",
+        determined_on=determined.isoformat(),
+        lines=[{"line_number": 1, "prevailing_party": "provider", "amount": "1350.00"}],
+    )
+    await claim.act("payment_received", received_on=determined.isoformat(), amount="400.00")
+    await claim.go_to(determined + timedelta(days=31 + 14))
+    status = await claim.status()
+    assert status.stage == "payment_due" and status.amount_received == Decimal("400.00")
+    overdue = rec.overdue()
+    assert [a.overdue.escalation_level for a in overdue if a.overdue] == [1, 2, 3]
+    assert all(
+        a.overdue and a.overdue.amount_owed - a.overdue.amount_received == Decimal("600.00") for a in overdue
+    )
+    await claim.act("closed", reason="referred to the No Surprises Help Desk", actor="jane@billing.example")
+    status = await claim.wait_stage("closed")
+    assert status.transitions[-1].by == "jane@billing.example"
+
+
+async def test_withdrawal(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start()
+    await claim.through_negotiation()
+    status = await claim.act("withdrawn", reason="not worth the fees", actor="ops@billing.example")
+    assert status.stage == "withdrawn"
+    assert await claim.handle.result() == "withdrawn"  # type: ignore[union-attr]
+
+
+async def test_cooling_off_then_re_initiation(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start()
+    day31 = await claim.through_negotiation()
+    prior = day31 - timedelta(days=30)
+    status = await claim.act("cooling_off_applies", prior_determination_on=prior.isoformat())
+    assert status.stage == "cooling_off"
+    held = status.deadlines["held_by_cooling_off_until"].due_on
+    assert held == prior + timedelta(days=90)
+    await claim.go_to(held + timedelta(days=1))
+    status = await claim.wait_stage("idr_initiation_window")
+    post = status.deadlines["post_cooling_off_initiation_deadline"].due_on
+    assert post == CAL.business_day_beginning(held + timedelta(days=1), 30)
+    reason = await rejected(claim, "idr_initiated", initiated_on=held.isoformat(), dispute_number="DISP-9")
+    assert "cooling-off holds this claim" in reason
+    await claim.initiate(CAL.business_day_beginning(held + timedelta(days=1), 1))
