@@ -60,6 +60,8 @@ class ClaimAdjudicated(EventPayload):
     bill_sent_on: date | None = None
     initial_payment_received_on: date
     lines: list[ClaimLine]
+    # set when the open negotiation notice went out before the claim reached idrflow
+    open_negotiation_started_on: date | None = None
 
 
 class ClaimStageChanged(EventPayload):

@@ -135,3 +135,14 @@ def install_healthz(app: FastAPI, checks: dict[str, HealthCheck]) -> None:
             "checks": {k: "ok" if v else "down" for k, v in results.items()},
         }
         return JSONResponse(body, status_code=200 if ok else 503)
+
+
+ACTION_PROBLEMS: dict[int | str, dict[str, object]] = {
+    401: {"content": {PROBLEM_JSON: {}}, "description": "Missing or unknown API key"},
+    404: {"content": {PROBLEM_JSON: {}}, "description": "No such claim for this tenant"},
+    409: {
+        "content": {PROBLEM_JSON: {}},
+        "description": "The action is not possible now (the reason says why)",
+    },
+    422: {"content": {PROBLEM_JSON: {}}, "description": "Validation error naming each field and reason"},
+}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +54,9 @@ class Action(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     actor: str = Field(default="api", max_length=200)
+
+
+A = TypeVar("A", bound=Action)
 
 
 class NoticeSent(Action):
@@ -169,3 +172,10 @@ class NegotiationOutcome(BaseModel):
     settled: bool
     settlement: Settlement | None = None
     offers: list[OfferMade] = []
+
+
+def actor_of(action: A, tenant_id: str, header: str | None) -> A:
+    """Who acted: the body's ``actor``, else the ``X-Actor`` header, else the tenant's API key."""
+    if action.actor != "api":
+        return action
+    return action.model_copy(update={"actor": header or f"api:{tenant_id}"})

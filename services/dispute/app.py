@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
+from services.dispute.actions import action_router
 from services.dispute.consumer import CONSUMER, ClaimEventHandler
 from services.dispute.models import inbox
 from services.dispute.routes import router, rules
@@ -62,4 +63,5 @@ def create_app() -> FastAPI:
     install_healthz(app, {"postgresql": database_ready, "temporal": temporal, "kafka": broker_ready})
     app.include_router(router)
     app.include_router(rules)
+    app.include_router(action_router())
     return app

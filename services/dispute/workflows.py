@@ -807,6 +807,13 @@ class ClaimLifecycleWorkflow:
                 f"initial payment received {s.facts.initial_payment_received_on.isoformat()}; "
                 f"open negotiation must start by {due.due_on.isoformat()}",
             )
+            started = s.facts.open_negotiation_started_on
+            if started and started <= due.due_on:
+                s.dates["open_negotiation_started_on"] = started
+                self._set_stage(
+                    Stage.OPEN_NEGOTIATION,
+                    f"open negotiation began {started.isoformat()} (from the claim event)",
+                )
         facts_version = s.facts.event_sequence
         while s.stage not in TERMINAL:
             if workflow.info().is_continue_as_new_suggested() and s.stage != Stage.OPEN_NEGOTIATION:

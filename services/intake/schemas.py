@@ -98,6 +98,10 @@ class ClaimIn(Strict):
     initial_payment_received_on: date = Field(
         description="Day the initial payment or notice of denial arrived"
     )
+    open_negotiation_started_on: date | None = Field(
+        default=None,
+        description="Day the open negotiation notice was sent, if before the claim reached idrflow",
+    )
     lines: list[Line] = Field(min_length=1, max_length=500)
 
     @field_validator("state")
@@ -113,6 +117,12 @@ class ClaimIn(Strict):
             raise ValueError(
                 "initial_payment_received_on: the initial payment cannot arrive before the bill was sent "
                 f"({self.bill_sent_on.isoformat()})"
+            )
+        started = self.open_negotiation_started_on
+        if started and started < self.initial_payment_received_on:
+            raise ValueError(
+                "open_negotiation_started_on: open negotiation cannot start before the initial payment "
+                "or denial"
             )
         for i, line in enumerate(self.lines):
             if self.bill_sent_on and line.service_date > self.bill_sent_on:

@@ -52,6 +52,7 @@ def to_event(claim: ClaimIn) -> ClaimAdjudicated:
         state=claim.state,
         bill_sent_on=claim.bill_sent_on,
         initial_payment_received_on=claim.initial_payment_received_on,
+        open_negotiation_started_on=claim.open_negotiation_started_on,
         lines=[
             ClaimLine(
                 line_number=i + 1,

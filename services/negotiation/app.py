@@ -1,26 +1,51 @@
-"""FastAPI factory of the negotiation service.
-
-So far it answers health only: the open-negotiation workflow, notices and offer endpoints arrive
-with the lifecycle issue.
-"""
+"""FastAPI factory of the negotiation service. The process also runs the Temporal worker of the
+``negotiation`` task queue (open-negotiation child workflows)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
 from fastapi import FastAPI
 
-from shared.db import database_ready
+from services.negotiation.routes import router
+from services.negotiation.worker import build_worker
+from shared.db import database_ready, get_engine
 from shared.http import install_healthz, install_problem_handlers
+from shared.runtime import connect_temporal
+from shared.settings import get_settings
 from shared.temporal import temporal_ready
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    client = await connect_temporal(settings)
+    app.state.temporal = client
+    worker = build_worker(client, settings)
+    task = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        await worker.shutdown()
+        with suppress(Exception):
+            await task
+        await get_engine().dispose()
 
 
 def create_app() -> FastAPI:
     app = FastAPI(
-        title="idrflow negotiation", version="0.1.0", description="Open negotiation (health only so far)."
+        title="idrflow negotiation",
+        version="0.1.0",
+        description="Open negotiation: the notice, offers and counteroffers, settlement.",
+        lifespan=lifespan,
     )
     install_problem_handlers(app)
 
     async def temporal() -> bool:
-        return await temporal_ready(None)
+        return await temporal_ready(getattr(app.state, "temporal", None))
 
     install_healthz(app, {"postgresql": database_ready, "temporal": temporal})
+    app.include_router(router)
     return app

@@ -8,13 +8,20 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from shared.events import DeadlineApproaching, DeadlineMissed, Envelope
+from shared.events import DeadlineApproaching, DeadlineMissed, Envelope, PaymentOverdue
 from shared.settings import Settings
 
-ALERT_TYPES = (DeadlineApproaching.event_type, DeadlineMissed.event_type)
+ALERT_TYPES = (DeadlineApproaching.event_type, DeadlineMissed.event_type, PaymentOverdue.event_type)
 
 DEADLINE_LABELS = {
     "open_negotiation_initiation_deadline": "Open negotiation must start",
+    "idr_initiation_deadline": "Federal IDR must be initiated",
+    "post_cooling_off_initiation_deadline": "Federal IDR must be initiated after the cooling-off",
+    "offer_and_fee_deadline": "Offer and fees are due",
+    "departments_idre_selection_deadline": "The Departments' IDR entity selection",
+    "determination_deadline": "The IDR entity's determination",
+    "payment_deadline": "The plan's payment",
+    "idre_fee_refund_deadline": "The IDR entity fee refund",
 }
 
 _templates = Environment(
@@ -41,11 +48,22 @@ def _slack(text: str) -> str:
 
 def render_alert(env: Envelope, settings: Settings) -> AlertMessage:
     payload = env.parse_payload()
-    if not isinstance(payload, DeadlineApproaching | DeadlineMissed):
+    if not isinstance(payload, DeadlineApproaching | DeadlineMissed | PaymentOverdue):
         raise ValueError(f"{env.event_type} is not an alert")
     label = DEADLINE_LABELS.get(payload.deadline_name, payload.deadline_name.replace("_", " ").capitalize())
-    missed = isinstance(payload, DeadlineMissed)
-    if isinstance(payload, DeadlineMissed):
+    missed = isinstance(payload, DeadlineMissed | PaymentOverdue)
+    if isinstance(payload, PaymentOverdue):
+        left = None
+        headline = (
+            f"PAYMENT OVERDUE: ${payload.amount_outstanding:,.2f} unpaid, {payload.days_overdue} days late "
+            f"(notice {payload.escalation_level})"
+        )
+        action = payload.action
+        explanation = (
+            f"The plan had to pay ${payload.amount_owed:,.2f} within 30 calendar days of the determination "
+            f"(by {payload.due_on.isoformat()}); ${payload.amount_received:,.2f} has been received."
+        )
+    elif isinstance(payload, DeadlineMissed):
         left = None
         headline = f"MISSED: {label} by {payload.due_on.isoformat()}"
         action = payload.consequence

@@ -65,3 +65,25 @@ def test_npi_check_digit() -> None:
     assert npi_is_valid("1234567893")
     assert not npi_is_valid("1234567890")
     assert not npi_is_valid("12345")
+
+
+def test_a_payment_overdue_escalation_says_how_much_and_how_late() -> None:
+    from decimal import Decimal
+
+    from shared.events import PaymentOverdue
+
+    payload = PaymentOverdue(
+        deadline_name="payment_deadline",
+        due_on=date(2027, 3, 31),
+        amount_owed=Decimal("1150.00"),
+        amount_received=Decimal("400.00"),
+        amount_outstanding=Decimal("750.00"),
+        days_overdue=8,
+        escalation_level=2,
+        payer_name="Acme Health Plan",
+        stage="payment_due",
+        action="Acme Health Plan still owes $750.00.",
+    )
+    msg = render_alert(Envelope.wrap(payload, tenant_id="demo", claim_id="CLM-1001"), Settings())
+    assert msg.subject.startswith("[idrflow] PAYMENT OVERDUE: $750.00 unpaid, 8 days late (notice 2)")
+    assert "$1,150.00" in msg.text and "2027-03-31" in msg.text and ":red_circle:" in msg.slack_text

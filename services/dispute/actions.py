@@ -1,0 +1,129 @@
+"""HTTP endpoints for the lifecycle actions: each one a validated update of the claim's workflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel
+
+from services.dispute.schemas import ClaimStatus
+from shared.http import ACTION_PROBLEMS
+from shared.lifecycle import (
+    Action,
+    Closing,
+    CoolingOffApplies,
+    Determination,
+    EligibilityDecision,
+    EligibilityObjection,
+    EntitySelected,
+    ExtensionGranted,
+    FeeRefundReceived,
+    FeesPaid,
+    IdrInitiated,
+    OfferSubmitted,
+    PaymentReceived,
+    Settlement,
+    actor_of,
+)
+from shared.temporal import claim_workflow_id, execute_update
+from shared.tenants import CurrentTenant
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    path: str
+    update: str
+    model: type[Action]
+    summary: str
+
+
+ACTIONS = (
+    ActionSpec(
+        "idr-initiated",
+        "idr_initiated",
+        IdrInitiated,
+        "IDR initiated (business days 31-34, CMS dispute number)",
+    ),
+    ActionSpec(
+        "cooling-off",
+        "cooling_off_applies",
+        CoolingOffApplies,
+        "A prior determination's cooling-off holds it",
+    ),
+    ActionSpec(
+        "entity-selected",
+        "entity_selected",
+        EntitySelected,
+        "IDR entity selected (joint or by the Departments)",
+    ),
+    ActionSpec(
+        "eligibility-objection", "eligibility_objection", EligibilityObjection, "Eligibility objection raised"
+    ),
+    ActionSpec(
+        "eligibility-decision",
+        "eligibility_decision",
+        EligibilityDecision,
+        "The entity's eligibility decision",
+    ),
+    ActionSpec("offer-submitted", "offer_submitted", OfferSubmitted, "Offer submitted to the IDR entity"),
+    ActionSpec("fees-paid", "fees_paid", FeesPaid, "Administrative and IDR entity fees paid"),
+    ActionSpec(
+        "determination", "determination", Determination, "Payment determination (per line, default or not)"
+    ),
+    ActionSpec(
+        "payment-received", "payment_received", PaymentReceived, "Payment received (manual or a matched 835)"
+    ),
+    ActionSpec(
+        "fee-refund-received", "fee_refund_received", FeeRefundReceived, "IDR entity fee refund received"
+    ),
+    ActionSpec("settlement", "settlement", Settlement, "Settled after open negotiation"),
+    ActionSpec("extension", "extension_granted", ExtensionGranted, "The Departments granted an extension"),
+    ActionSpec("withdraw", "withdrawn", Closing, "Withdraw the dispute"),
+    ActionSpec("administrative-closure", "administratively_closed", Closing, "Administratively closed"),
+    ActionSpec("close", "closed", Closing, "Close the claim (e.g. an unpaid award referred elsewhere)"),
+)
+
+
+def _endpoint(spec: ActionSpec) -> object:
+    async def endpoint(
+        claim_id: str,
+        body: BaseModel,
+        tenant: CurrentTenant,
+        request: Request,
+        x_actor: str | None = Header(default=None, max_length=200),
+    ) -> ClaimStatus:
+        assert isinstance(body, Action)
+        return await execute_update(
+            request.app.state.temporal,
+            claim_workflow_id(tenant.tenant_id, claim_id),
+            spec.update,
+            actor_of(body, tenant.tenant_id, x_actor),
+            ClaimStatus,
+        )
+
+    # FastAPI reads the body's type from the annotations: give each endpoint its own model
+    endpoint.__annotations__ = {
+        "claim_id": str,
+        "body": spec.model,
+        "tenant": CurrentTenant,
+        "request": Request,
+        "x_actor": str | None,
+        "return": ClaimStatus,
+    }
+    endpoint.__name__ = spec.update
+    endpoint.__doc__ = spec.summary
+    return endpoint
+
+
+def action_router() -> APIRouter:
+    router = APIRouter(prefix="/v1/claims/{claim_id}/actions", tags=["actions"], responses=ACTION_PROBLEMS)
+    for spec in ACTIONS:
+        router.add_api_route(
+            f"/{spec.path}",
+            _endpoint(spec),  # type: ignore[arg-type]
+            methods=["POST"],
+            response_model=ClaimStatus,
+            summary=spec.summary,
+        )
+    return router

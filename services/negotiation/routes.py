@@ -1,0 +1,82 @@
+"""HTTP routes of the negotiation service: the open negotiation notice, offers and settlement."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from temporalio.service import RPCError, RPCStatusCode
+
+from services.dispute.schemas import ClaimStatus
+from services.negotiation.workflows import NegotiationStatus, OpenNegotiationWorkflow
+from shared.http import ACTION_PROBLEMS, Problem
+from shared.lifecycle import NoticeSent, OfferMade, Settlement, actor_of
+from shared.temporal import claim_workflow_id, execute_update, negotiation_workflow_id
+from shared.tenants import CurrentTenant
+
+router = APIRouter(
+    prefix="/v1/claims/{claim_id}/open-negotiation", tags=["open negotiation"], responses=ACTION_PROBLEMS
+)
+Actor = Annotated[str | None, Header(max_length=200)]
+
+
+@router.post("/notice", response_model=ClaimStatus)
+async def notice_sent(
+    claim_id: str, body: NoticeSent, tenant: CurrentTenant, request: Request, x_actor: Actor = None
+) -> ClaimStatus:
+    """The open negotiation notice was sent (to whom, how): the 30-business-day period starts."""
+    return await execute_update(
+        request.app.state.temporal,
+        claim_workflow_id(tenant.tenant_id, claim_id),
+        "open_negotiation_notice_sent",
+        actor_of(body, tenant.tenant_id, x_actor),
+        ClaimStatus,
+    )
+
+
+@router.post("/offers", response_model=NegotiationStatus)
+async def offer(
+    claim_id: str, body: OfferMade, tenant: CurrentTenant, request: Request, x_actor: Actor = None
+) -> NegotiationStatus:
+    """An offer or counteroffer, amounts per line."""
+    return await execute_update(
+        request.app.state.temporal,
+        negotiation_workflow_id(tenant.tenant_id, claim_id),
+        "offer",
+        actor_of(body, tenant.tenant_id, x_actor),
+        NegotiationStatus,
+    )
+
+
+@router.post("/settlement", response_model=NegotiationStatus)
+async def settle(
+    claim_id: str, body: Settlement, tenant: CurrentTenant, request: Request, x_actor: Actor = None
+) -> NegotiationStatus:
+    """The parties settled: open negotiation ends and the claim is ``settled``."""
+    return await execute_update(
+        request.app.state.temporal,
+        negotiation_workflow_id(tenant.tenant_id, claim_id),
+        "settle",
+        actor_of(body, tenant.tenant_id, x_actor),
+        NegotiationStatus,
+    )
+
+
+@router.get("", response_model=NegotiationStatus)
+async def status(claim_id: str, tenant: CurrentTenant, request: Request) -> NegotiationStatus:
+    handle = request.app.state.temporal.get_workflow_handle(
+        negotiation_workflow_id(tenant.tenant_id, claim_id)
+    )
+    try:
+        result: NegotiationStatus = await handle.query(OpenNegotiationWorkflow.status)
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise Problem(
+                404,
+                "negotiation-not-found",
+                "No open negotiation",
+                "Send the notice first.",
+                field="claim_id",
+            ) from exc
+        raise
+    return result

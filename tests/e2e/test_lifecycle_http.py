@@ -1,0 +1,161 @@
+"""Claims through the lifecycle HTTP APIs on the real stack: one from post to paid (with the dispute
+worker killed and restarted mid-flow), one settled through the negotiation API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from deploy.devstack import Stack
+from tests.e2e.test_spine import CAL, NY, auth, claim_status, post_claim, running, url, wait_for
+from tests.integration.conftest import claim
+
+__all__ = ["running"]  # the module-scoped fixture that starts the services
+
+
+def window_dates() -> tuple[date, date, date]:
+    """(open negotiation start, business day 31, today) with today inside business days 31-34."""
+    today = datetime.now(UTC).astimezone(NY).date()
+    start = today - timedelta(days=70)
+    while CAL.business_day_beginning(start, 34) < today:
+        start += timedelta(days=1)
+    assert CAL.business_day_beginning(start, 31) <= today <= CAL.business_day_beginning(start, 34)
+    return start, CAL.business_day_beginning(start, 31), today
+
+
+async def act(
+    stack: Stack, cid: str, action: str, body: dict[str, Any], service: str = "dispute"
+) -> httpx.Response:
+    if service == "negotiation":
+        path = f"/v1/claims/{cid}/open-negotiation/{action}"
+    else:
+        path = f"/v1/claims/{cid}/actions/{action}"
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await client.post(
+            url(stack, service, path), json=body, headers={**auth(stack), "X-Actor": "jane@billing.example"}
+        )
+
+
+async def stage_is(stack: Stack, cid: str, stage: str) -> Any:
+    r = await claim_status(stack, cid)
+    return r.json() if r.status_code == 200 and r.json()["stage"] == stage else None
+
+
+async def test_post_to_paid_through_the_apis_with_a_worker_restart(running: Stack) -> None:
+    start, day31, today = window_dates()
+    cid = f"LC-{uuid.uuid4().hex[:8]}"
+    body = claim(
+        claim_id=cid,
+        bill_sent_on=(start - timedelta(days=20)).isoformat(),
+        initial_payment_received_on=start.isoformat(),
+        open_negotiation_started_on=start.isoformat(),  # the notice went out before idrflow knew the claim
+    )
+    body["lines"][0]["service_date"] = (start - timedelta(days=30)).isoformat()
+    assert (await post_claim(running, body)).status_code == 202
+    # the 30-business-day period already lies in the past: the IDR initiation window is open now
+    status = await wait_for("IDR initiation window", lambda: stage_is(running, cid, "idr_initiation_window"))
+    assert status["deadlines"]["idr_initiation_window_opens"]["due_on"] == day31.isoformat()
+
+    # kill the dispute process (its worker holds the claim's workflow) and start it again
+    running.stop_service("dispute", kill=True)
+    running.start_service("dispute")
+    running.wait_healthy(("dispute",))
+
+    today_ = today.isoformat()
+    award = [{"line_number": 1, "prevailing_party": "provider", "amount": "1500.00"}]
+    steps = [
+        (
+            "idr-initiated",
+            {"initiated_on": day31.isoformat(), "dispute_number": "DISP-778899"},
+            "idr_initiated",
+        ),
+        ("entity-selected", {"selected_on": today_, "entity": "Maximus", "by": "joint"}, "offers_and_fees"),
+        ("offer-submitted", {"submitted_on": today_, "amounts": {"1": "1500.00"}}, "offers_and_fees"),
+        (
+            "fees-paid",
+            {"paid_on": today_, "administrative_fee": "15.00", "idre_fee": "475.00"},
+            "awaiting_determination",
+        ),
+        ("determination", {"determined_on": today_, "lines": award}, "payment_due"),
+        ("payment-received", {"received_on": today_, "amount": "400.00"}, "payment_due"),
+        ("payment-received", {"received_on": today_, "amount": "750.00", "source": "835"}, "paid"),
+        ("fee-refund-received", {"received_on": today_, "amount": "475.00"}, "closed"),
+    ]
+    for action, payload, expected in steps:
+        r = await act(running, cid, action, payload)
+        assert r.status_code == 200, (action, r.text)
+        assert r.json()["stage"] == expected, (action, r.json()["stage"])
+
+    final = (await claim_status(running, cid)).json()
+    assert final["amount_owed"] == "1150.00" and final["amount_received"] == "1150.00"
+    assert [t["stage"] for t in final["transitions"]] == [
+        "open_negotiation_window",
+        "open_negotiation",
+        "idr_initiation_window",
+        "idr_initiated",
+        "offers_and_fees",
+        "awaiting_determination",
+        "payment_due",
+        "paid",
+        "closed",
+    ]
+    assert {a["actor"] for a in final["actions"]} == {"jane@billing.example"}
+    closed = await act(running, cid, "close", {"reason": "again"})
+    assert closed.status_code == 409 and closed.json()["type"].endswith("claim-closed")
+
+
+async def test_open_negotiation_notice_offers_and_settlement_through_the_negotiation_api(
+    running: Stack,
+) -> None:
+    today = datetime.now(UTC).astimezone(NY).date()
+    received = CAL.business_days_after(today, -3)
+    cid = f"ON-{uuid.uuid4().hex[:8]}"
+    body = claim(claim_id=cid, bill_sent_on=None, initial_payment_received_on=received.isoformat())
+    body["lines"][0]["service_date"] = (received - timedelta(days=20)).isoformat()
+    assert (await post_claim(running, body)).status_code == 202
+    await wait_for("open negotiation window", lambda: stage_is(running, cid, "open_negotiation_window"))
+
+    # an action out of order, or dated in the future, is refused with the reason and the field
+    early = await act(
+        running, cid, "entity-selected", {"selected_on": today.isoformat(), "entity": "X", "by": "joint"}
+    )
+    assert early.status_code == 409 and early.headers["content-type"] == "application/problem+json"
+    assert (
+        "open_negotiation_window" in early.json()["detail"] and early.json()["errors"][0]["field"] == "stage"
+    )
+    future = (today + timedelta(days=5)).isoformat()
+    r = await act(running, cid, "notice", {"sent_on": future, "recipient": "idr@acme.example"}, "negotiation")
+    assert (
+        r.status_code == 409
+        and r.json()["errors"][0]["field"] == "sent_on"
+        and "future" in r.json()["detail"]
+    )
+
+    r = await act(
+        running, cid, "notice", {"sent_on": today.isoformat(), "recipient": "idr@acme.example"}, "negotiation"
+    )
+    assert r.status_code == 200 and r.json()["stage"] == "open_negotiation", r.text
+    period_end = r.json()["deadlines"]["open_negotiation_period_end"]["due_on"]
+    assert period_end == CAL.business_day_beginning(today, 30).isoformat()
+
+    async def negotiating() -> Any:
+        async with httpx.AsyncClient() as client:
+            path = f"/v1/claims/{cid}/open-negotiation"
+            got = await client.get(url(running, "negotiation", path), headers=auth(running))
+        return got.json() if got.status_code == 200 else None
+
+    await wait_for("the open negotiation workflow", negotiating)
+    offer = {"party": "provider", "offered_on": today.isoformat(), "amounts": {"1": "1800.00"}}
+    r = await act(running, cid, "offers", offer, "negotiation")
+    assert r.status_code == 200 and len(r.json()["offers"]) == 1, r.text
+    bad = await act(running, cid, "offers", {**offer, "amounts": {"7": "1.00"}}, "negotiation")
+    assert bad.status_code == 409 and bad.json()["errors"][0]["field"] == "amounts"
+    r = await act(
+        running, cid, "settlement", {"settled_on": today.isoformat(), "amount": "1200.00"}, "negotiation"
+    )
+    assert r.status_code == 200 and r.json()["settled"] is True
+    status = await wait_for("settled", lambda: stage_is(running, cid, "settled"))
+    assert "settled in open negotiation for $1,200.00" in status["transitions"][-1]["reason"]
