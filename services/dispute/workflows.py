@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         NoticeSent,
         OfferSubmitted,
         PaymentReceived,
+        ResponseNoticeReceived,
         Settlement,
         Stage,
     )
@@ -163,6 +164,22 @@ class ClaimLifecycleWorkflow:
             raise ValueError(f"sent_on: before the initial payment was received ({received.isoformat()})")
         self._not_future(a.sent_on, "sent_on")
         self._within("open_negotiation_initiation_deadline", a.sent_on, "sent_on")
+
+    @workflow.update(name="response_notice_received")
+    async def response_notice_received(self, a: ResponseNoticeReceived) -> ClaimStatus:
+        self._record("response_notice_received", a)
+        self._bump()
+        return await self._replanned()
+
+    @response_notice_received.validator
+    def _v_response(self, a: ResponseNoticeReceived) -> None:
+        self._require(Stage.OPEN_NEGOTIATION)
+        if "open_negotiation_response_deadline" not in self.s.deadlines:
+            raise ValueError(
+                "stage: the open negotiation response notice (2026 rule) is not in force for this claim"
+            )
+        self._not_before(a.received_on, "open_negotiation_started_on", "received_on")
+        self._not_future(a.received_on, "received_on")
 
     # -- IDR initiation -----------------------------------------------------------------------
     @workflow.update(name="cooling_off_applies")

@@ -10,7 +10,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from services.dispute.schemas import ClaimStatus
 from services.negotiation.workflows import NegotiationStatus, OpenNegotiationWorkflow
 from shared.http import ACTION_PROBLEMS, Problem
-from shared.lifecycle import NoticeSent, OfferMade, Settlement, actor_of
+from shared.lifecycle import NoticeSent, OfferMade, ResponseNoticeReceived, Settlement, actor_of
 from shared.temporal import claim_workflow_id, execute_update, negotiation_workflow_id
 from shared.tenants import CurrentTenant
 
@@ -29,6 +29,24 @@ async def notice_sent(
         request.app.state.temporal,
         claim_workflow_id(tenant.tenant_id, claim_id),
         "open_negotiation_notice_sent",
+        actor_of(body, tenant.tenant_id, x_actor),
+        ClaimStatus,
+    )
+
+
+@router.post("/response-notice", response_model=ClaimStatus)
+async def response_notice(
+    claim_id: str,
+    body: ResponseNoticeReceived,
+    tenant: CurrentTenant,
+    request: Request,
+    x_actor: Actor = None,
+) -> ClaimStatus:
+    """The other party's open negotiation response notice arrived (2026 rule, when switched on)."""
+    return await execute_update(
+        request.app.state.temporal,
+        claim_workflow_id(tenant.tenant_id, claim_id),
+        "response_notice_received",
         actor_of(body, tenant.tenant_id, x_actor),
         ClaimStatus,
     )

@@ -158,6 +158,7 @@ class Claim:
 
         model = {
             "open_negotiation_notice_sent": lifecycle.NoticeSent,
+            "response_notice_received": lifecycle.ResponseNoticeReceived,
             "idr_initiated": lifecycle.IdrInitiated,
             "entity_selected": lifecycle.EntitySelected,
             "eligibility_objection": lifecycle.EligibilityObjection,

@@ -281,3 +281,13 @@ async def test_cooling_off_then_re_initiation(env: WorkflowEnvironment, rec: Rec
     reason = await rejected(claim, "idr_initiated", initiated_on=held.isoformat(), dispute_number="DISP-9")
     assert "cooling-off holds this claim" in reason
     await claim.initiate(CAL.business_day_beginning(held + timedelta(days=1), 1))
+
+
+async def test_the_response_notice_is_refused_while_its_rule_is_switched_off(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    await claim.start()
+    started = await claim.open_negotiation()
+    reason = await rejected(claim, "response_notice_received", received_on=started.isoformat())
+    assert "not in force" in reason
