@@ -108,3 +108,18 @@ async def execute_update(client: Client, workflow_id: str, update: str, arg: Any
                 field="claim_id",
             ) from exc
         raise
+
+
+async def query_workflow(client: Client, workflow_id: str, query: str, result_type: type[T], what: str) -> T:
+    """Query a workflow for an HTTP request; an unknown one is a 404 problem naming ``what``."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from shared.http import Problem
+
+    try:
+        result: T = await client.get_workflow_handle(workflow_id).query(query, result_type=result_type)
+        return result
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise Problem(404, "not-found", "Not found", what, field="claim_id") from exc
+        raise

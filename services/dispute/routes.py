@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from services.dispute.schemas import BatchRequest, ClaimStatus, DeadlineOut, OverrideOut, ScheduleOut
 from services.dispute.service import add_override, list_overrides, remove_override, tenant_overrides
-from services.dispute.workflows import ClaimLifecycleWorkflow
 from shared.http import PROBLEM_JSON, Problem
 from shared.rules.batching import BatchCheck, check_batch
 from shared.rules.calendar import calendar_with
 from shared.rules.deadlines import Triggers, compute_schedule
 from shared.rules.eligibility import EligibilityFacts, EligibilityResult, screen
 from shared.rules.overrides import OverrideIn
-from shared.temporal import claim_workflow_id
+from shared.temporal import claim_workflow_id, query_workflow
 from shared.tenants import CurrentTenant
 
 router = APIRouter(prefix="/v1", tags=["claims"])
@@ -36,21 +33,13 @@ PROBLEMS: dict[int | str, dict[str, object]] = {
 )
 async def get_claim(claim_id: str, tenant: CurrentTenant, request: Request) -> ClaimStatus:
     """The claim's stage and every deadline known so far, read from its workflow."""
-    client: Client = request.app.state.temporal
-    handle = client.get_workflow_handle(claim_workflow_id(tenant.tenant_id, claim_id))
-    try:
-        status: ClaimStatus = await handle.query(ClaimLifecycleWorkflow.status)
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
-            raise Problem(
-                404,
-                "claim-not-found",
-                "Claim not found",
-                f"No claim {claim_id!r} for this tenant (a claim just posted appears within seconds).",
-                field="claim_id",
-            ) from exc
-        raise
-    return status
+    return await query_workflow(
+        request.app.state.temporal,
+        claim_workflow_id(tenant.tenant_id, claim_id),
+        "status",
+        ClaimStatus,
+        f"No claim {claim_id!r} for this tenant (a claim just posted appears within seconds).",
+    )
 
 
 rules = APIRouter(prefix="/v1/rules", tags=["rules"], responses=PROBLEMS)

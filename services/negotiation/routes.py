@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
-from temporalio.service import RPCError, RPCStatusCode
 
 from services.dispute.schemas import ClaimStatus
-from services.negotiation.workflows import NegotiationStatus, OpenNegotiationWorkflow
-from shared.http import ACTION_PROBLEMS, Problem
+from services.negotiation.workflows import NegotiationStatus
+from shared.http import ACTION_PROBLEMS
 from shared.lifecycle import NoticeSent, OfferMade, ResponseNoticeReceived, Settlement, actor_of
-from shared.temporal import claim_workflow_id, execute_update, negotiation_workflow_id
+from shared.temporal import claim_workflow_id, execute_update, negotiation_workflow_id, query_workflow
 from shared.tenants import CurrentTenant
 
 router = APIRouter(
@@ -82,19 +81,11 @@ async def settle(
 
 @router.get("", response_model=NegotiationStatus)
 async def status(claim_id: str, tenant: CurrentTenant, request: Request) -> NegotiationStatus:
-    handle = request.app.state.temporal.get_workflow_handle(
-        negotiation_workflow_id(tenant.tenant_id, claim_id)
+    """The offers and settlement so far."""
+    return await query_workflow(
+        request.app.state.temporal,
+        negotiation_workflow_id(tenant.tenant_id, claim_id),
+        "status",
+        NegotiationStatus,
+        f"No open negotiation for claim {claim_id!r}: send the notice first.",
     )
-    try:
-        result: NegotiationStatus = await handle.query(OpenNegotiationWorkflow.status)
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
-            raise Problem(
-                404,
-                "negotiation-not-found",
-                "No open negotiation",
-                "Send the notice first.",
-                field="claim_id",
-            ) from exc
-        raise
-    return result

@@ -2,42 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from shared.temporal import register_search_attributes
-from tests.workflow.lifecycle_kit import CAL, Claim, Recorder, workers
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    path = Path(sys.executable).parent / "temporal-test-server"
-    exe = str(path) if path.exists() else shutil.which("temporal-test-server")
-    assert exe
-    environment = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=exe, data_converter=pydantic_data_converter
-    )
-    await register_search_attributes(environment.client, "default")
-    try:
-        yield environment
-    finally:
-        await environment.shutdown()
-
-
-@pytest.fixture
-async def rec(env: WorkflowEnvironment) -> AsyncIterator[Recorder]:
-    recorder = Recorder()
-    async with workers(env, recorder):
-        yield recorder
+from tests.workflow.lifecycle_kit import CAL, Claim, Recorder
 
 
 async def rejected(claim: Claim, update: str, **body: object) -> str:
