@@ -43,8 +43,10 @@ FACTORIES = {
 def _outboxes() -> list[Table]:
     from services.dispute.models import outbox as dispute_outbox
     from services.intake.models import outbox as intake_outbox
+    from services.negotiation.models import outbox as negotiation_outbox
+    from services.notifier.models import outbox as notifier_outbox
 
-    return [intake_outbox, dispute_outbox]
+    return [intake_outbox, dispute_outbox, negotiation_outbox, notifier_outbox]
 
 
 @app.command()

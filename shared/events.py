@@ -114,9 +114,44 @@ class PaymentOverdue(EventPayload):
     action: str
 
 
+class OpenNegotiationNoticeIssued(EventPayload):
+    """A generated open negotiation notice, to be sent to the other party by the notifier."""
+
+    event_type: ClassVar[str] = "OpenNegotiationNoticeIssued"
+    topic_setting: ClassVar[str] = "topic_notices"
+    notice_id: uuid.UUID
+    recipient: str
+    subject: str
+    html: str
+    pdf_base64: str
+    pdf_sha256: str
+
+
+class OpenNegotiationNoticeDelivered(EventPayload):
+    """Proof that a notice went out (or why it did not)."""
+
+    event_type: ClassVar[str] = "OpenNegotiationNoticeDelivered"
+    topic_setting: ClassVar[str] = "topic_notices"
+    notice_id: uuid.UUID
+    recipient: str
+    channel: str
+    status: Literal["sent", "failed"]
+    message_id: str | None = None
+    sent_at: datetime | None = None
+    detail: str | None = None
+
+
 REGISTRY: dict[str, type[EventPayload]] = {
     m.event_type: m
-    for m in (ClaimAdjudicated, ClaimStageChanged, DeadlineApproaching, DeadlineMissed, PaymentOverdue)
+    for m in (
+        ClaimAdjudicated,
+        ClaimStageChanged,
+        DeadlineApproaching,
+        DeadlineMissed,
+        PaymentOverdue,
+        OpenNegotiationNoticeIssued,
+        OpenNegotiationNoticeDelivered,
+    )
 }
 
 

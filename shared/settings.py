@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     topic_claims: str = "idr.claims.v1"
     topic_lifecycle: str = "idr.lifecycle.v1"
     topic_alerts: str = "idr.alerts.v1"
+    topic_notices: str = "idr.notices.v1"
 
     # HTTP ports
     host: str = "127.0.0.1"

@@ -11,12 +11,19 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import services.dispute.models
 import services.intake.models
+import services.negotiation.models
 import services.notifier.models
 import shared.tenants
 from shared.db import metadata
 
 # every module that defines tables: importing them registers the tables on the metadata
-TABLE_MODULES = (services.dispute.models, services.intake.models, services.notifier.models, shared.tenants)
+TABLE_MODULES = (
+    services.dispute.models,
+    services.intake.models,
+    services.negotiation.models,
+    services.notifier.models,
+    shared.tenants,
+)
 
 SCHEMAS = ("platform", "intake", "negotiation", "dispute", "notifier")
 

@@ -142,6 +142,7 @@ class ClaimStatus(Contract):
     amount_owed: Decimal | None = None
     amount_received: Decimal = Decimal("0")
     payment_escalations: int = 0
+    facts: ClaimAdjudicated | None = None  # what the claim event said (no patient data)
 
 
 class DeadlineOut(Contract):

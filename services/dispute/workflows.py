@@ -144,6 +144,7 @@ class ClaimLifecycleWorkflow:
             amount_owed=s.amount_owed,
             amount_received=s.amount_received,
             payment_escalations=s.payment_escalations,
+            facts=s.facts,
         )
 
     # -- open negotiation ---------------------------------------------------------------------

@@ -9,10 +9,14 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
+from services.negotiation.consumer import CONSUMER, DeliveryHandler
+from services.negotiation.models import inbox
 from services.negotiation.routes import router
 from services.negotiation.worker import build_worker
 from shared.db import database_ready, get_engine
 from shared.http import install_healthz, install_problem_handlers
+from shared.kafka import broker_ready
+from shared.kafka.consumer import consuming
 from shared.runtime import connect_temporal
 from shared.settings import get_settings
 from shared.temporal import temporal_ready
@@ -26,7 +30,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     worker = build_worker(client, settings)
     task = asyncio.create_task(worker.run())
     try:
-        yield
+        async with consuming(
+            topic=settings.topic_notices,
+            group_id=CONSUMER,
+            inbox=inbox,
+            handler=DeliveryHandler(client, settings),
+            engine=get_engine(),
+            settings=settings,
+        ):
+            yield
     finally:
         await worker.shutdown()
         with suppress(Exception):
@@ -46,6 +58,6 @@ def create_app() -> FastAPI:
     async def temporal() -> bool:
         return await temporal_ready(getattr(app.state, "temporal", None))
 
-    install_healthz(app, {"postgresql": database_ready, "temporal": temporal})
+    install_healthz(app, {"postgresql": database_ready, "temporal": temporal, "kafka": broker_ready})
     app.include_router(router)
     return app

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from typing import Annotated
+from uuid import UUID
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import HTMLResponse
 
 from services.dispute.schemas import ClaimStatus
+from services.negotiation.schemas import NoticeOut, NoticeRequest
+from services.negotiation.service import issue_notice, list_notices, notice_document
 from services.negotiation.workflows import NegotiationStatus
-from shared.http import ACTION_PROBLEMS
+from shared.http import ACTION_PROBLEMS, Problem
 from shared.lifecycle import NoticeSent, OfferMade, ResponseNoticeReceived, Settlement, actor_of
 from shared.temporal import claim_workflow_id, execute_update, negotiation_workflow_id, query_workflow
 from shared.tenants import CurrentTenant
@@ -31,6 +35,49 @@ async def notice_sent(
         actor_of(body, tenant.tenant_id, x_actor),
         ClaimStatus,
     )
+
+
+@router.post("/notices", response_model=NoticeOut, status_code=202)
+async def create_notice(
+    claim_id: str, body: NoticeRequest, tenant: CurrentTenant, request: Request
+) -> NoticeOut:
+    """Generate the open negotiation notice (HTML and PDF, stored with its SHA-256) and send it to the
+    payer by email through the notifier. When the notifier confirms delivery, the proof (message id,
+    time, recipient) is stored with the notice and the claim's open negotiation starts."""
+    status = await query_workflow(
+        request.app.state.temporal,
+        claim_workflow_id(tenant.tenant_id, claim_id),
+        "status",
+        ClaimStatus,
+        f"No claim {claim_id!r} for this tenant.",
+    )
+    if status.stage != "open_negotiation_window" or status.facts is None:
+        raise Problem(
+            409,
+            "action-rejected",
+            "The action is not possible now",
+            f"stage: a notice starts open negotiation; the claim is {status.stage}",
+            field="stage",
+        )
+    return await issue_notice(tenant.tenant_id, status.facts, body)
+
+
+@router.get("/notices", response_model=list[NoticeOut])
+async def get_notices(claim_id: str, tenant: CurrentTenant) -> list[NoticeOut]:
+    """The claim's notices with their delivery proof."""
+    return await list_notices(tenant.tenant_id, claim_id)
+
+
+@router.get("/notices/{notice_id}.pdf", response_class=Response)
+async def notice_pdf(claim_id: str, notice_id: UUID, tenant: CurrentTenant) -> Response:
+    row = await notice_document(tenant.tenant_id, notice_id)
+    return Response(row.pdf, media_type="application/pdf", headers={"X-Content-SHA256": row.pdf_sha256})
+
+
+@router.get("/notices/{notice_id}.html", response_class=HTMLResponse)
+async def notice_html(claim_id: str, notice_id: UUID, tenant: CurrentTenant) -> HTMLResponse:
+    row = await notice_document(tenant.tenant_id, notice_id)
+    return HTMLResponse(row.html)
 
 
 @router.post("/response-notice", response_model=ClaimStatus)

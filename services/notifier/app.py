@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.notifier.channels import default_channels
-from services.notifier.consumer import CONSUMER, AlertHandler
+from services.notifier.channels import EmailChannel, default_channels
+from services.notifier.consumer import CONSUMER, NOTICE_CONSUMER, AlertHandler, NoticeHandler
 from services.notifier.models import inbox
 from services.notifier.routes import router
 from shared.db import database_ready, get_engine
@@ -22,14 +22,27 @@ from shared.settings import get_settings
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     engine = get_engine()
+    channels = default_channels(settings)
+    email = channels["email"]
+    assert isinstance(email, EmailChannel)
     try:
-        async with consuming(
-            topic=settings.topic_alerts,
-            group_id=CONSUMER,
-            inbox=inbox,
-            handler=AlertHandler(engine, settings, default_channels(settings)),
-            engine=engine,
-            settings=settings,
+        async with (
+            consuming(
+                topic=settings.topic_alerts,
+                group_id=CONSUMER,
+                inbox=inbox,
+                handler=AlertHandler(engine, settings, channels),
+                engine=engine,
+                settings=settings,
+            ),
+            consuming(
+                topic=settings.topic_notices,
+                group_id=NOTICE_CONSUMER,
+                inbox=inbox,
+                handler=NoticeHandler(engine, email),
+                engine=engine,
+                settings=settings,
+            ),
         ):
             yield
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Protocol
@@ -32,17 +33,34 @@ class EmailChannel:
         self.settings = settings
 
     async def send(self, target: str, message: AlertMessage) -> str:
+        return await self.send_email(
+            target, message.subject, message.text, message.html, message.event_id, attachments=()
+        )
+
+    async def send_email(
+        self,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        event_id: str,
+        attachments: Sequence[tuple[str, str, bytes]] = (),
+    ) -> str:
+        """Send one message; return its Message-ID (derived from the event id, so a receiving
+        system can drop a repeat). ``attachments`` are (file name, MIME type, bytes)."""
         s = self.settings
         msg = EmailMessage()
         msg["From"] = s.email_from
-        msg["To"] = target
-        msg["Subject"] = message.subject
+        msg["To"] = to
+        msg["Subject"] = subject
         msg["Date"] = formatdate(localtime=False)
-        # the same alert always carries the same Message-ID, so a receiving system can drop a repeat
-        msg["Message-ID"] = f"<{message.event_id}@idrflow>"
-        msg["X-Idrflow-Event-Id"] = message.event_id
-        msg.set_content(message.text)
-        msg.add_alternative(message.html, subtype="html")
+        msg["Message-ID"] = f"<{event_id}@idrflow>"
+        msg["X-Idrflow-Event-Id"] = event_id
+        msg.set_content(text)
+        msg.add_alternative(html, subtype="html")
+        for name, mime, data in attachments:
+            maintype, _, subtype = mime.partition("/")
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
         await aiosmtplib.send(
             msg,
             hostname=s.smtp_host,

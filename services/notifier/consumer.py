@@ -1,4 +1,5 @@
-"""The notifier consumer: each alert on ``idr.alerts.v1`` is delivered once per subscribed channel.
+"""The notifier consumers: each alert on ``idr.alerts.v1`` is delivered once per subscribed channel;
+each open negotiation notice on ``idr.notices.v1`` is emailed to its recipient once, with proof.
 
 Each delivery is recorded in its own transaction right after the channel accepts it, so when one
 channel fails and the event is retried, the channels that already succeeded are not sent again.
@@ -6,6 +7,7 @@ channel fails and the event is retried, the channels that already succeeded are 
 
 from __future__ import annotations
 
+import base64
 import logging
 from datetime import UTC, datetime
 
@@ -13,11 +15,17 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from services.notifier.channels import Channel
-from services.notifier.models import deliveries, subscriptions
+from services.notifier.channels import Channel, EmailChannel
+from services.notifier.models import deliveries, outbox, subscriptions
 from services.notifier.service import ALERT_TYPES, render_alert
 from shared.db import unit_of_work
-from shared.events import Envelope
+from shared.events import (
+    Envelope,
+    OpenNegotiationNoticeDelivered,
+    OpenNegotiationNoticeIssued,
+    deterministic_event_id,
+)
+from shared.kafka.outbox import add_to_outbox
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,13 +33,13 @@ log = logging.getLogger(__name__)
 CONSUMER = "notifier-alerts"
 
 
-class AlertHandler:
-    def __init__(self, engine: AsyncEngine, settings: Settings, channels: dict[str, Channel]) -> None:
-        self.engine = engine
-        self.settings = settings
-        self.channels = channels
+class _DeliveryLog:
+    """Writes one delivery row in its own transaction, right after the channel answered."""
 
-    async def _record(self, env: Envelope, channel: str, target: str, ok: bool, detail: str) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def __call__(self, env: Envelope, channel: str, target: str, ok: bool, detail: str) -> None:
         now = datetime.now(UTC)
         values = {
             "event_id": env.event_id,
@@ -57,6 +65,13 @@ class AlertHandler:
         )
         async with unit_of_work(self.engine) as session:
             await session.execute(stmt)
+
+
+class AlertHandler:
+    def __init__(self, engine: AsyncEngine, settings: Settings, channels: dict[str, Channel]) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.channels = channels
 
     async def __call__(self, session: AsyncSession, env: Envelope) -> None:
         if env.event_type not in ALERT_TYPES:
@@ -95,10 +110,80 @@ class AlertHandler:
             try:
                 provider_id = await channel.send(target, message)
             except Exception as exc:
-                await self._record(env, channel_name, target, False, f"{type(exc).__name__}: {exc}")
+                await _DeliveryLog(self.engine)(
+                    env, channel_name, target, False, f"{type(exc).__name__}: {exc}"
+                )
                 failures.append(f"{channel_name}: {exc}")
                 continue
-            await self._record(env, channel_name, target, True, provider_id)
+            await _DeliveryLog(self.engine)(env, channel_name, target, True, provider_id)
             log.info("alert %s for claim %s sent by %s", env.event_id, env.claim_id, channel_name)
         if failures:
             raise RuntimeError("delivery failed: " + "; ".join(failures))
+
+
+NOTICE_CONSUMER = "notifier-notices"
+
+
+class NoticeHandler:
+    """Sends each generated open negotiation notice to its recipient, PDF attached, once; records the
+    delivery and answers with ``OpenNegotiationNoticeDelivered`` (the proof) through the outbox."""
+
+    def __init__(self, engine: AsyncEngine, email: EmailChannel) -> None:
+        self.engine = engine
+        self.email = email
+
+    async def __call__(self, session: AsyncSession, env: Envelope) -> None:
+        if env.event_type != OpenNegotiationNoticeIssued.event_type:
+            return
+        notice = OpenNegotiationNoticeIssued.model_validate(env.payload)
+        prior = (
+            await session.execute(
+                select(deliveries.c.provider_message_id, deliveries.c.sent_at).where(
+                    deliveries.c.event_id == env.event_id,
+                    deliveries.c.channel == "email",
+                    deliveries.c.status == "sent",
+                )
+            )
+        ).first()
+        if prior is not None:
+            message_id, sent_at = prior.provider_message_id, prior.sent_at
+        else:
+            text = (
+                f"Open Negotiation Notice for claim {env.claim_id}: see the attached PDF "
+                f"(SHA-256 {notice.pdf_sha256})."
+            )
+            pdf = base64.b64decode(notice.pdf_base64)
+            name = f"open-negotiation-notice-{env.claim_id}.pdf"
+            record = _DeliveryLog(self.engine)
+            try:
+                message_id = await self.email.send_email(
+                    notice.recipient,
+                    notice.subject,
+                    text,
+                    notice.html,
+                    str(env.event_id),
+                    attachments=[(name, "application/pdf", pdf)],
+                )
+            except Exception as exc:
+                await record(env, "email", notice.recipient, False, f"{type(exc).__name__}: {exc}")
+                raise
+            await record(env, "email", notice.recipient, True, message_id)
+            sent_at = datetime.now(UTC)
+        proof = OpenNegotiationNoticeDelivered(
+            notice_id=notice.notice_id,
+            recipient=notice.recipient,
+            channel="email",
+            status="sent",
+            message_id=message_id,
+            sent_at=sent_at,
+        )
+        await add_to_outbox(
+            session,
+            outbox,
+            Envelope.wrap(
+                proof,
+                tenant_id=env.tenant_id,
+                claim_id=env.claim_id,
+                event_id=deterministic_event_id(str(env.event_id), "delivered"),
+            ),
+        )

@@ -17,7 +17,7 @@ from sqlalchemy import (
     func,
 )
 
-from shared.db import inbox_table, metadata
+from shared.db import inbox_table, metadata, outbox_table
 
 SCHEMA = "notifier"
 
@@ -53,3 +53,4 @@ deliveries = Table(
 )
 
 inbox = inbox_table(SCHEMA)
+outbox = outbox_table(SCHEMA)

@@ -26,7 +26,7 @@ def make_producer(settings: Settings | None = None) -> AIOKafkaProducer:
 
 def all_topics(settings: Settings | None = None) -> list[str]:
     s = settings or get_settings()
-    base = [s.topic_claims, s.topic_lifecycle, s.topic_alerts]
+    base = [s.topic_claims, s.topic_lifecycle, s.topic_alerts, s.topic_notices]
     return base + [f"{t}.dlq" for t in base]
 
 

@@ -193,3 +193,59 @@ def test_claims_list_and_show_read_temporal(running: Stack) -> None:
     assert shown.returncode == 0 and json.loads(shown.stdout)["stage"] == "closed"
     missing = idrflow("claims", "show", "NOPE", "--tenant", "demo")
     assert missing.returncode == 2 and "NOPE" in missing.stderr
+
+
+async def test_a_generated_notice_goes_out_through_the_notifier_and_starts_open_negotiation(
+    running: Stack,
+) -> None:
+    today = datetime.now(UTC).astimezone(NY).date()
+    received = CAL.business_days_after(today, -2)
+    cid = f"NT-{uuid.uuid4().hex[:8]}"
+    body = claim(claim_id=cid, bill_sent_on=None, initial_payment_received_on=received.isoformat())
+    body["lines"][0]["service_date"] = (received - timedelta(days=20)).isoformat()
+    assert (await post_claim(running, body)).status_code == 202
+    await wait_for("open negotiation window", lambda: stage_is(running, cid, "open_negotiation_window"))
+
+    request = {"offer": {"1": "1800.00"}, "sender": {"name": "Jane Roe", "email": "jane@metro.example"}}
+    r = await act(running, cid, "notices", request, "negotiation")
+    assert r.status_code == 202, r.text
+    notice = r.json()
+    assert notice["status"] == "issued" and notice["recipient"] == "idr@acme.example"
+
+    def mailed() -> Any:
+        assert running.mail is not None
+        return [
+            m
+            for m in running.mail.messages
+            if str(m["To"]) == "idr@acme.example" and cid in str(m["Subject"])
+        ]
+
+    mails = await wait_for("the notice email", mailed)
+    attachments = list(mails[0].iter_attachments())
+    assert len(attachments) == 1 and attachments[0].get_content_type() == "application/pdf"
+    pdf = attachments[0].get_content()
+    assert pdf.startswith(b"%PDF-")
+
+    async def proven() -> Any:
+        async with httpx.AsyncClient() as client:
+            got = await client.get(
+                url(running, "negotiation", f"/v1/claims/{cid}/open-negotiation/notices"),
+                headers=auth(running),
+            )
+        rows = got.json()
+        return rows if rows and rows[0]["status"] == "sent" else None
+
+    proof = (await wait_for("the delivery proof", proven))[0]
+    assert proof["message_id"] == str(mails[0]["Message-ID"]) and proof["sent_at"]
+    import hashlib
+
+    assert hashlib.sha256(pdf).hexdigest() == proof["pdf_sha256"]
+    status = await wait_for("open negotiation", lambda: stage_is(running, cid, "open_negotiation"))
+    sent = [a for a in status["actions"] if a["action"] == "open_negotiation_notice_sent"]
+    assert (
+        sent
+        and sent[0]["actor"] == "idrflow notifier"
+        and sent[0]["details"]["recipient"] == "idr@acme.example"
+    )
+    again = await act(running, cid, "notices", request, "negotiation")
+    assert again.status_code == 409 and "open_negotiation" in again.json()["detail"]

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from services.negotiation.schemas import NoticeRequest
+from services.negotiation.service import notice_content, render_html, render_pdf
+from shared.events import ClaimAdjudicated, ClaimLine
+from shared.http import Problem
+
+
+def facts() -> ClaimAdjudicated:
+    return ClaimAdjudicated(
+        claim_id="CLM-1001",
+        event_sequence=1,
+        source_system="ehr",
+        payer_name="Acme Health Plan",
+        plan_type="self_insured_erisa",
+        payer_contact_email="idr@acme.example",
+        provider_npi="1234567893",
+        provider_tin="123456789",
+        provider_name="Metro Emergency Physicians",
+        service_category="emergency",
+        state="TX",
+        initial_payment_received_on=date(2026, 11, 2),
+        lines=[
+            ClaimLine(
+                line_number=1,
+                service_code="99285",
+                code_system="CPT",
+                service_date=date(2026, 9, 28),
+                billed=Decimal("2400.00"),
+                paid=Decimal("350.00"),
+                qpa=Decimal("410.00"),
+            )
+        ],
+    )
+
+
+REQ = NoticeRequest.model_validate(
+    {"offer": {1: "1800.00"}, "sender": {"name": "Jane Roe", "email": "jane@metro.example"}}
+)
+
+
+def test_the_notice_has_the_standard_content() -> None:
+    content = notice_content(facts(), REQ, "idr@acme.example", uuid.uuid4(), date(2026, 11, 23))
+    html = render_html(content)
+    for text in (
+        "Open Negotiation Notice",
+        "Acme Health Plan",
+        "self-insured ERISA group health plan",
+        "NPI 1234567893",
+        "2026-09-28",
+        "CPT 99285",
+        "$2,400.00",
+        "$350.00",
+        "$410.00",
+        "$1,800.00",
+        "2026-11-02",
+        "jane@metro.example",
+    ):
+        assert text in html, text
+    # 30 business days beginning 2026-11-23 end on 2027-01-06 (Thanksgiving, Christmas, New Year)
+    assert content["period_end"] == "2027-01-06" and content["window_closes"] == "2027-01-12"
+    assert "(IDR Operations final rule)" not in html  # the 2026-rule block is switched off
+
+
+def test_the_pdf_is_a_pdf() -> None:
+    content = notice_content(facts(), REQ, "idr@acme.example", uuid.uuid4(), date(2026, 11, 23))
+    pdf = render_pdf(render_html(content))
+    assert pdf.startswith(b"%PDF-") and len(pdf) > 2000
+
+
+def test_every_line_needs_an_offer() -> None:
+    bad = NoticeRequest.model_validate({"offer": {2: "10.00"}, "sender": {"name": "x"}})
+    with pytest.raises(Problem) as err:
+        notice_content(facts(), bad, "idr@acme.example", uuid.uuid4(), date(2026, 11, 23))
+    assert err.value.errors[0]["field"] == "offer"
