@@ -179,3 +179,59 @@ def actor_of(action: A, tenant_id: str, header: str | None) -> A:
     if action.actor != "api":
         return action
     return action.model_copy(update={"actor": header or f"api:{tenant_id}"})
+
+
+# -- batches ----------------------------------------------------------------------------------
+class MemberInfo(BaseModel):
+    """What the batch check needs besides the claim's facts."""
+
+    model_config = ConfigDict(extra="forbid")
+    claim_id: str = Field(min_length=1, max_length=64)
+    plan_id: str | None = Field(default=None, max_length=100, description="the specific plan (self-insured)")
+    condition_group: str | None = Field(
+        default=None, max_length=100, description="your 'similar condition' group"
+    )
+    encounter_id: str | None = Field(default=None, max_length=100)
+
+
+class BatchInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant_id: str
+    batch_id: str
+    members: list[MemberInfo] = Field(min_length=1)
+
+
+class MemberJoined(Action):
+    member: MemberInfo
+
+
+class BatchOfferSubmitted(Action):
+    submitted_on: date
+    amounts: dict[str, dict[int, Decimal]] = Field(min_length=1, description="claim id -> line -> offer")
+
+
+class BatchLineAward(LineAward):
+    claim_id: str
+
+
+class BatchDetermination(Action):
+    determined_on: date
+    lines: list[BatchLineAward] = Field(min_length=1)
+    default: bool = False
+
+
+class MemberResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    claim_id: str
+    ok: bool
+    stage: str | None = None
+    reason: str | None = None
+
+
+class FanOut(BaseModel):
+    """One update to send to several member claims (each its own body)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tenant_id: str
+    update: str
+    bodies: dict[str, dict[str, object]]  # claim id -> update body (JSON)

@@ -10,16 +10,35 @@ from dataclasses import replace
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from services.dispute.models import outbox
-from services.dispute.schemas import AlertRequest, DeadlineView, EmitRequest, Plan, PlanRequest, ReminderPlan
+from services.dispute.schemas import (
+    AlertRequest,
+    ClaimStatus,
+    DeadlineView,
+    EmitRequest,
+    Plan,
+    PlanRequest,
+    ReminderPlan,
+)
 from services.dispute.service import tenant_overrides
 from shared.db import unit_of_work
 from shared.events import DeadlineApproaching, DeadlineMissed, Envelope, EventPayload, PaymentOverdue
 from shared.kafka.outbox import add_to_outbox
+from shared.lifecycle import (
+    Determination,
+    EntitySelected,
+    FanOut,
+    FeesPaid,
+    IdrInitiated,
+    MemberResult,
+    OfferSubmitted,
+)
 from shared.rules.calendar import BusinessCalendar, Extension, Overrides, calendar_with
 from shared.rules.deadlines import (
     Triggers,
@@ -29,6 +48,23 @@ from shared.rules.deadlines import (
     reminder_schedule,
 )
 from shared.settings import Settings
+from shared.temporal import claim_workflow_id
+
+
+class _MemberAction:
+    def __init__(self, update: str, model: type[BaseModel]) -> None:
+        self.update = update
+        self.model = model
+
+
+# the IDR-phase actions a batch forwards to its members
+MEMBER_ACTIONS = (
+    _MemberAction("idr_initiated", IdrInitiated),
+    _MemberAction("entity_selected", EntitySelected),
+    _MemberAction("offer_submitted", OfferSubmitted),
+    _MemberAction("fees_paid", FeesPaid),
+    _MemberAction("determination", Determination),
+)
 
 ACTIONS = {
     "open_negotiation_initiation_deadline": (
@@ -78,10 +114,35 @@ CONSEQUENCES = {
 
 
 class DisputeActivities:
-    def __init__(self, engine: AsyncEngine, settings: Settings, calendar: BusinessCalendar) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        calendar: BusinessCalendar,
+        client: Client | None = None,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.calendar = calendar
+        self.client = client
+
+    @activity.defn(name="fan_out_update")
+    async def fan_out_update(self, req: FanOut) -> list[MemberResult]:
+        """Send one batch action to each member claim's workflow; report each member's answer."""
+        assert self.client is not None, "the worker gives this activity a Temporal client"
+        models = {spec.update: spec.model for spec in MEMBER_ACTIONS}
+        results = []
+        for claim_id, body in req.bodies.items():
+            handle = self.client.get_workflow_handle(claim_workflow_id(req.tenant_id, claim_id))
+            try:
+                status = await handle.execute_update(
+                    req.update, models[req.update].model_validate(body), result_type=ClaimStatus
+                )
+                results.append(MemberResult(claim_id=claim_id, ok=True, stage=status.stage))
+            except WorkflowUpdateFailedError as exc:
+                reason = str(getattr(exc.cause, "message", exc.cause))
+                results.append(MemberResult(claim_id=claim_id, ok=False, reason=reason))
+        return results
 
     @activity.defn(name="plan_deadlines")
     async def plan_deadlines(self, req: PlanRequest) -> Plan:

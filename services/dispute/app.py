@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 
 from services.dispute.actions import action_router
+from services.dispute.batches import router as batch_router
 from services.dispute.consumer import CONSUMER, ClaimEventHandler
 from services.dispute.models import inbox
 from services.dispute.routes import router, rules
@@ -64,4 +65,5 @@ def create_app() -> FastAPI:
     app.include_router(router)
     app.include_router(rules)
     app.include_router(action_router())
+    app.include_router(batch_router)
     return app

@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import ClaimAdjudicated
-from shared.lifecycle import ExtensionGranted
+from shared.lifecycle import ExtensionGranted, MemberInfo, MemberResult
 from shared.rules.batching import BatchItem
 from shared.rules.overrides import OverrideIn
 
@@ -200,3 +200,13 @@ class ClaimState(Contract):
 
 
 ClaimLifecycleInput.model_rebuild()
+
+
+class BatchStatus(Contract):
+    batch_id: str
+    tenant_id: str
+    stage: str
+    members: list[str]
+    member_info: list[MemberInfo]
+    actions: list[ActionRecord]
+    results: dict[str, list[MemberResult]]

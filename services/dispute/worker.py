@@ -7,18 +7,18 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from services.dispute.activities import DisputeActivities
-from services.dispute.workflows import ClaimLifecycleWorkflow
+from services.dispute.workflows import ClaimLifecycleWorkflow, IdrBatchWorkflow
 from shared.rules.calendar import federal_calendar
 from shared.settings import Settings
 
-WORKFLOWS = [ClaimLifecycleWorkflow]
+WORKFLOWS = [ClaimLifecycleWorkflow, IdrBatchWorkflow]
 
 
 def build_worker(client: Client, engine: AsyncEngine, settings: Settings) -> Worker:
-    acts = DisputeActivities(engine, settings, federal_calendar())
+    acts = DisputeActivities(engine, settings, federal_calendar(), client)
     return Worker(
         client,
         task_queue=settings.dispute_task_queue,
         workflows=WORKFLOWS,
-        activities=[acts.plan_deadlines, acts.emit_event, acts.emit_alert],
+        activities=[acts.plan_deadlines, acts.emit_event, acts.emit_alert, acts.fan_out_update],
     )

@@ -16,11 +16,13 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from services.dispute.schemas import (
         ActionRecord,
         AlertRequest,
+        BatchStatus,
         ClaimEventSignal,
         ClaimLifecycleInput,
         ClaimState,
@@ -38,6 +40,9 @@ with workflow.unsafe.imports_passed_through():
     from shared.lifecycle import (
         TERMINAL,
         Action,
+        BatchDetermination,
+        BatchInput,
+        BatchOfferSubmitted,
         Closing,
         CoolingOffApplies,
         Determination,
@@ -45,9 +50,13 @@ with workflow.unsafe.imports_passed_through():
         EligibilityObjection,
         EntitySelected,
         ExtensionGranted,
+        FanOut,
         FeeRefundReceived,
         FeesPaid,
         IdrInitiated,
+        MemberInfo,
+        MemberJoined,
+        MemberResult,
         NegotiationInput,
         NegotiationOutcome,
         NoticeSent,
@@ -57,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         Settlement,
         Stage,
     )
+    from shared.rules.calendar import new_york_date
     from shared.temporal import (
         IDR_CLAIM_ID,
         IDR_NEXT_DEADLINE,
@@ -95,8 +105,10 @@ def _key(d: DeadlineView) -> str:
 
 @workflow.defn
 class ClaimLifecycleWorkflow:
-    def __init__(self) -> None:
-        self.s = ClaimState(tenant_id="", claim_id="")
+    @workflow.init
+    def __init__(self, inp: ClaimLifecycleInput) -> None:
+        # built from the input before any signal or update of this run is handled (continue-as-new)
+        self.s = inp.state or ClaimState(tenant_id=inp.tenant_id, claim_id=inp.claim_id)
         self.version = 0
         self.planned_version = -1
         self.escalation_days = 7
@@ -197,6 +209,9 @@ class ClaimLifecycleWorkflow:
     def _v_cooling(self, a: CoolingOffApplies) -> None:
         self._require(Stage.OPEN_NEGOTIATION, Stage.IDR_INITIATION_WINDOW)
         self._not_future(a.prior_determination_on, "prior_determination_on")
+        if a.prior_determination_on + timedelta(days=90) < self._today():
+            ended = a.prior_determination_on + timedelta(days=90)
+            raise ValueError(f"prior_determination_on: that cooling-off already ended on {ended.isoformat()}")
 
     @workflow.update(name="idr_initiated")
     async def idr_initiated(self, a: IdrInitiated) -> ClaimStatus:
@@ -216,12 +231,12 @@ class ClaimLifecycleWorkflow:
                 f"{d['idr_initiation_window_opens'].due_on.isoformat()} (business day 31)"
             )
         self._require(Stage.IDR_INITIATION_WINDOW)
-        self._not_future(a.initiated_on, "initiated_on")
         if "prior_determination_on" in self.s.dates:
             held = d["held_by_cooling_off_until"].due_on
             if a.initiated_on <= held:
                 raise ValueError(f"initiated_on: the cooling-off holds this claim until {held.isoformat()}")
             self._within("post_cooling_off_initiation_deadline", a.initiated_on, "initiated_on")
+            self._not_future(a.initiated_on, "initiated_on")
             return
         opens = d["idr_initiation_window_opens"].due_on
         if a.initiated_on < opens:
@@ -230,6 +245,7 @@ class ClaimLifecycleWorkflow:
                 "of open negotiation"
             )
         self._within("idr_initiation_deadline", a.initiated_on, "initiated_on", "business day 34")
+        self._not_future(a.initiated_on, "initiated_on")
 
     # -- IDR entity ---------------------------------------------------------------------------
     @workflow.update(name="entity_selected")
@@ -237,12 +253,18 @@ class ClaimLifecycleWorkflow:
         self._record("entity_selected", a)
         self.s.dates["idre_selected_on"] = a.selected_on
         self.s.idr_entity = a.entity
-        self._set_stage(Stage.OFFERS_AND_FEES, f"IDR entity {a.entity} selected ({a.by})", a)
+        if self.s.stage == Stage.ELIGIBILITY_REVIEW:  # selected while an objection is pending
+            self.s.stage_before_review = Stage.OFFERS_AND_FEES
+            self._bump()
+        else:
+            self._set_stage(Stage.OFFERS_AND_FEES, f"IDR entity {a.entity} selected ({a.by})", a)
         return await self._replanned()
 
     @entity_selected.validator
     def _v_selected(self, a: EntitySelected) -> None:
-        self._require(Stage.IDR_INITIATED, Stage.IDRE_SELECTION)
+        self._require(Stage.IDR_INITIATED, Stage.IDRE_SELECTION, Stage.ELIGIBILITY_REVIEW)
+        if "idre_selected_on" in self.s.dates:
+            raise ValueError(f"stage: an IDR entity ({self.s.idr_entity}) is already selected")
         self._not_before(a.selected_on, "idr_initiated_on", "selected_on")
         self._not_future(a.selected_on, "selected_on")
 
@@ -261,9 +283,14 @@ class ClaimLifecycleWorkflow:
     async def eligibility_decision(self, a: EligibilityDecision) -> ClaimStatus:
         self._record("eligibility_decision", a)
         if a.eligible:
-            back = self.s.stage_before_review or Stage.OFFERS_AND_FEES
-            if back != self.s.stage:
+            if self.s.stage == Stage.ELIGIBILITY_REVIEW:
+                back = self.s.stage_before_review or Stage.OFFERS_AND_FEES
+                self.s.stage_before_review = None
                 self._set_stage(back, "the IDR entity found the dispute eligible", a)
+                if back == Stage.OFFERS_AND_FEES:
+                    self._offers_complete(a)
+            else:
+                self._bump()
         else:
             refund = (
                 " The IDR entity fee is refunded in full; the administrative fee is kept."
@@ -335,7 +362,10 @@ class ClaimLifecycleWorkflow:
     @determination.validator
     def _v_determination(self, a: Determination) -> None:
         self._require(Stage.OFFERS_AND_FEES, Stage.AWAITING_DETERMINATION)
-        self._lines([line.line_number for line in a.lines], "lines")
+        numbers = [line.line_number for line in a.lines]
+        self._lines(numbers, "lines")
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("lines: a line number appears twice")
         self._not_before(a.determined_on, "idre_selected_on", "determined_on")
         self._not_future(a.determined_on, "determined_on")
 
@@ -362,7 +392,10 @@ class ClaimLifecycleWorkflow:
     async def fee_refund_received(self, a: FeeRefundReceived) -> ClaimStatus:
         self._record("fee_refund_received", a)
         self.s.fee_refund_received = True
-        self._set_stage(Stage.CLOSED, f"IDR entity fee refund of ${a.amount:,.2f} received", a)
+        if self.s.stage == Stage.PAID:
+            self._set_stage(Stage.CLOSED, f"IDR entity fee refund of ${a.amount:,.2f} received", a)
+        else:
+            self._bump()  # payment is still owed: keep chasing it
         return await self._replanned()
 
     @fee_refund_received.validator
@@ -443,7 +476,8 @@ class ClaimLifecycleWorkflow:
         self.version += 1
 
     def _today(self) -> date:
-        return workflow.now().date()
+        """Today in New York, where deadlines end."""
+        return new_york_date(workflow.now())
 
     def _open(self) -> None:
         if self.s.stage in TERMINAL:
@@ -456,7 +490,7 @@ class ClaimLifecycleWorkflow:
             )
 
     def _not_future(self, day: date, field: str) -> None:
-        if day > self._today() + timedelta(days=1):  # a day of slack for time zones
+        if day > self._today():
             raise ValueError(f"{field}: {day.isoformat()} is in the future")
 
     def _not_before(self, day: date, earlier: str, field: str) -> None:
@@ -539,7 +573,11 @@ class ClaimLifecycleWorkflow:
             case Stage.IDRE_SELECTION:
                 return "departments_idre_selection_deadline"
             case Stage.ELIGIBILITY_REVIEW:
-                return "eligibility_determination_deadline"
+                if "eligibility_determination_deadline" in s.deadlines:
+                    return "eligibility_determination_deadline"
+                if s.stage_before_review == Stage.OFFERS_AND_FEES:
+                    return "offer_and_fee_deadline"  # losing by default still threatens
+                return None
             case Stage.OFFERS_AND_FEES:
                 return "offer_and_fee_deadline"
             case Stage.AWAITING_DETERMINATION:
@@ -584,7 +622,9 @@ class ClaimLifecycleWorkflow:
             "plan_deadlines",
             PlanRequest(
                 bill_sent_on=s.facts.bill_sent_on,
-                initial_payment_received_on=s.facts.initial_payment_received_on,
+                initial_payment_received_on=s.dates.get(
+                    "initial_payment_received_on", s.facts.initial_payment_received_on
+                ),
                 open_negotiation_started_on=s.dates.get("open_negotiation_started_on"),
                 idr_initiated_on=s.dates.get("idr_initiated_on"),
                 idre_selected_on=s.dates.get("idre_selected_on"),
@@ -670,6 +710,9 @@ class ClaimLifecycleWorkflow:
         await workflow.wait_condition(lambda: self.planned_version >= version or self.s.stage in TERMINAL)
         return self.status()
 
+    async def _handlers_done_or_changed(self, version: int) -> None:
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or self.version != version)
+
     async def _changed_since(self, version: int) -> None:
         await workflow.wait_condition(lambda: self.version != version)
 
@@ -682,7 +725,7 @@ class ClaimLifecycleWorkflow:
             await workflow.wait_condition(lambda: self.version != version, timeout=delay)
             return True
         except TimeoutError:
-            return False
+            return self.version != version
 
     async def _run_clock(self, deadline: DeadlineView, version: int) -> bool:
         """Send each reminder when due, then wait for the cut-off. True if re-planning is needed."""
@@ -723,15 +766,19 @@ class ClaimLifecycleWorkflow:
                 await self._alert(d, None)
             case Stage.COOLING_OFF:
                 self._set_stage(Stage.IDR_INITIATION_WINDOW, "the cooling-off has ended")
+            case Stage.ELIGIBILITY_REVIEW if d.name == "offer_and_fee_deadline":
+                if not (s.offer_submitted and s.fees_paid):
+                    await self._alert(d, None)
             case Stage.IDR_INITIATED:
                 self._set_stage(
                     Stage.IDRE_SELECTION,
                     "no joint selection recorded; the Departments select by business day 6",
                 )
             case Stage.OFFERS_AND_FEES:
-                if not (s.offer_submitted and s.fees_paid):
-                    await self._alert(d, None)
+                missing = not (s.offer_submitted and s.fees_paid)
                 self._set_stage(Stage.AWAITING_DETERMINATION, f"{d.name} {d.due_on.isoformat()} passed")
+                if missing:
+                    await self._alert(d, None)
             case Stage.PAID:
                 await self._alert(d, None)
                 self._set_stage(Stage.CLOSED, "IDR entity fee refund not recorded by its deadline")
@@ -750,7 +797,7 @@ class ClaimLifecycleWorkflow:
         position = PaymentPosition(
             amount_owed=owed,
             amount_received=s.amount_received,
-            days_overdue=max((workflow.now().date() - d.due_on).days, 1),
+            days_overdue=max((self._today() - d.due_on).days, 1),
             escalation_level=s.payment_escalations,
         )
         await self._alert(d, None, overdue=position)
@@ -781,7 +828,11 @@ class ClaimLifecycleWorkflow:
         await workflow.wait_condition(lambda: child.done() or self.version != version)
         if not child.done() or s.stage != Stage.OPEN_NEGOTIATION:
             return
-        result = child.result()
+        try:
+            result = child.result()
+        except ChildWorkflowError as exc:  # terminated or failed: no settlement was recorded
+            workflow.logger.warning("open negotiation workflow ended without a result: %s", exc)
+            result = NegotiationOutcome(settled=False)
         for offer in result.offers:
             self._record(f"offer_{offer.party}", offer)
         if result.settled and result.settlement:
@@ -801,10 +852,6 @@ class ClaimLifecycleWorkflow:
     async def run(self, inp: ClaimLifecycleInput) -> str:
         self.escalation_days = inp.payment_escalation_days
         self.negotiation_queue = inp.negotiation_task_queue
-        if inp.state is not None:
-            self.s = inp.state
-        else:
-            self.s.tenant_id, self.s.claim_id = inp.tenant_id, inp.claim_id
         await workflow.wait_condition(lambda: self.s.facts is not None)
         s = self.s
         assert s.facts is not None
@@ -816,6 +863,7 @@ class ClaimLifecycleWorkflow:
                 IDR_SERVICE_CODE.value_set(sorted({line.service_code for line in s.facts.lines})),
             ]
         )
+        facts_version = s.facts.event_sequence  # before any await: a newer event is noticed below
         if s.stage == Stage.RECEIVED:
             s.dates["initial_payment_received_on"] = s.facts.initial_payment_received_on
             await self._plan()
@@ -832,19 +880,7 @@ class ClaimLifecycleWorkflow:
                     Stage.OPEN_NEGOTIATION,
                     f"open negotiation began {started.isoformat()} (from the claim event)",
                 )
-        facts_version = s.facts.event_sequence
         while s.stage not in TERMINAL:
-            if workflow.info().is_continue_as_new_suggested() and s.stage != Stage.OPEN_NEGOTIATION:
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    ClaimLifecycleInput(
-                        tenant_id=s.tenant_id,
-                        claim_id=s.claim_id,
-                        state=s,
-                        payment_escalation_days=self.escalation_days,
-                        negotiation_task_queue=self.negotiation_queue,
-                    )
-                )
             version = self.version
             if s.facts.event_sequence != facts_version:  # a corrected claim: the receipt date may move
                 facts_version = s.facts.event_sequence
@@ -855,6 +891,19 @@ class ClaimLifecycleWorkflow:
             self.planned_version = version
             if s.stage in TERMINAL:
                 break
+            if workflow.info().is_continue_as_new_suggested() and s.stage != Stage.OPEN_NEGOTIATION:
+                await self._handlers_done_or_changed(version)
+                if self.version == version:
+                    workflow.continue_as_new(
+                        ClaimLifecycleInput(
+                            tenant_id=s.tenant_id,
+                            claim_id=s.claim_id,
+                            state=s,
+                            payment_escalation_days=self.escalation_days,
+                            negotiation_task_queue=self.negotiation_queue,
+                        )
+                    )
+                continue
             if s.stage == Stage.OPEN_NEGOTIATION:
                 await self._negotiate(version)
                 continue
@@ -877,3 +926,163 @@ class ClaimLifecycleWorkflow:
         await self._flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return s.stage
+
+
+@workflow.defn
+class IdrBatchWorkflow:
+    """One batched dispute (``batch:{tenant}:{batch_id}``): members join by update while it forms;
+    the IDR phases run once for all (each action is forwarded to every member claim's workflow) and
+    the determination fans out per claim and line, so decisions can be split."""
+
+    def __init__(self) -> None:
+        self.inp: BatchInput | None = None
+        self.members: list[str] = []
+        self.info: list[MemberInfo] = []
+        self.stage = "forming"
+        self.actions: list[ActionRecord] = []
+        self.results: dict[str, list[MemberResult]] = {}
+
+    @workflow.query(name="status")
+    def status(self) -> BatchStatus:
+        assert self.inp is not None
+        return BatchStatus(
+            batch_id=self.inp.batch_id,
+            tenant_id=self.inp.tenant_id,
+            stage=self.stage,
+            members=list(self.members),
+            member_info=list(self.info),
+            actions=list(self.actions),
+            results={k: list(v) for k, v in self.results.items()},
+        )
+
+    def _record(self, name: str, a: Action) -> None:
+        details: dict[str, Any] = a.model_dump(mode="json", exclude={"actor"})
+        self.actions.append(ActionRecord(action=name, at=workflow.now(), actor=a.actor, details=details))
+
+    async def _fan_out(
+        self, update: str, bodies: dict[str, dict[str, object]], next_stage: str
+    ) -> BatchStatus:
+        assert self.inp is not None
+        results: list[MemberResult] = await workflow.execute_activity(
+            "fan_out_update",
+            FanOut(tenant_id=self.inp.tenant_id, update=update, bodies=bodies),
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RETRY,
+            result_type=list[MemberResult],
+        )
+        self.results[update] = results
+        if all(r.ok for r in results):
+            self.stage = next_stage
+        return self.status()
+
+    def _same_for_all(self, a: Action) -> dict[str, dict[str, object]]:
+        body = a.model_dump(mode="json")
+        return {claim_id: dict(body) for claim_id in self.members}
+
+    @workflow.update(name="add_member")
+    async def add_member(self, a: MemberJoined) -> BatchStatus:
+        self._record("add_member", a)
+        self.members.append(a.member.claim_id)
+        self.info.append(a.member)
+        return self.status()
+
+    @add_member.validator
+    def _v_add(self, a: MemberJoined) -> None:
+        if self.stage != "forming":
+            raise ValueError("stage: members join before the batch's IDR is initiated")
+        if a.member.claim_id in self.members:
+            raise ValueError(f"claim_id: {a.member.claim_id} is already in the batch")
+
+    @workflow.update(name="idr_initiated")
+    async def idr_initiated(self, a: IdrInitiated) -> BatchStatus:
+        self._record("idr_initiated", a)
+        return await self._fan_out("idr_initiated", self._same_for_all(a), "initiated")
+
+    @idr_initiated.validator
+    def _v_initiated(self, a: IdrInitiated) -> None:
+        self._require("forming")
+        if len(self.members) < 2:
+            raise ValueError("members: a batch needs at least two claims")
+
+    @workflow.update(name="entity_selected")
+    async def entity_selected(self, a: EntitySelected) -> BatchStatus:
+        self._record("entity_selected", a)
+        return await self._fan_out("entity_selected", self._same_for_all(a), "offers_and_fees")
+
+    @entity_selected.validator
+    def _v_selected(self, a: EntitySelected) -> None:
+        self._require("initiated")
+
+    @workflow.update(name="offer_submitted")
+    async def offer_submitted(self, a: BatchOfferSubmitted) -> BatchStatus:
+        self._record("offer_submitted", a)
+        bodies: dict[str, dict[str, object]] = {
+            claim_id: {
+                "submitted_on": a.submitted_on.isoformat(),
+                "amounts": {str(n): str(v) for n, v in a.amounts[claim_id].items()},
+                "actor": a.actor,
+            }
+            for claim_id in self.members
+        }
+        return await self._fan_out("offer_submitted", bodies, "offers_and_fees")
+
+    @offer_submitted.validator
+    def _v_offer(self, a: BatchOfferSubmitted) -> None:
+        self._require("offers_and_fees")
+        missing = sorted(set(self.members) - set(a.amounts))
+        if missing:
+            raise ValueError(f"amounts: one offer per line item is needed; none for {missing}")
+
+    @workflow.update(name="fees_paid")
+    async def fees_paid(self, a: FeesPaid) -> BatchStatus:
+        self._record("fees_paid", a)
+        return await self._fan_out("fees_paid", self._same_for_all(a), "offers_and_fees")
+
+    @fees_paid.validator
+    def _v_fees(self, a: FeesPaid) -> None:
+        self._require("offers_and_fees")
+
+    @workflow.update(name="determination")
+    async def determination(self, a: BatchDetermination) -> BatchStatus:
+        self._record("determination", a)
+        bodies: dict[str, dict[str, object]] = {}
+        for claim_id in self.members:
+            lines = [
+                {
+                    "line_number": x.line_number,
+                    "prevailing_party": x.prevailing_party,
+                    "amount": str(x.amount),
+                }
+                for x in a.lines
+                if x.claim_id == claim_id
+            ]
+            bodies[claim_id] = {
+                "determined_on": a.determined_on.isoformat(),
+                "lines": lines,
+                "default": a.default,
+                "actor": a.actor,
+            }
+        return await self._fan_out("determination", bodies, "determined")
+
+    @determination.validator
+    def _v_determination(self, a: BatchDetermination) -> None:
+        self._require("offers_and_fees")
+        without = sorted(set(self.members) - {x.claim_id for x in a.lines})
+        if without:
+            raise ValueError(f"lines: the determination covers every member; none for {without}")
+        strangers = sorted({x.claim_id for x in a.lines} - set(self.members))
+        if strangers:
+            raise ValueError(f"lines: {strangers} are not in this batch")
+
+    def _require(self, stage: str) -> None:
+        if self.stage != stage:
+            raise ValueError(f"stage: not possible while the batch is {self.stage} (needs {stage})")
+
+    @workflow.run
+    async def run(self, inp: BatchInput) -> str:
+        self.inp = inp
+        self.members = [m.claim_id for m in inp.members]
+        self.info = list(inp.members)
+        await workflow.wait_condition(lambda: self.stage == "determined")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.stage

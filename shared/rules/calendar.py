@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
 import holidays
@@ -176,3 +176,17 @@ def calendar_with(closures: tuple[Closure, ...] = ()) -> BusinessCalendar:
 def federal_calendar() -> BusinessCalendar:
     """The calendar with federal holidays only (closures and extensions come as data)."""
     return calendar_with(())
+
+
+def new_york_date(instant: datetime) -> date:
+    """The date in New York at ``instant`` (aware), without the time zone database, so that workflow
+    code in Temporal's sandbox can use it. US rule since 2007: daylight time from 02:00 on the second
+    Sunday of March to 02:00 on the first Sunday of November (checked against zoneinfo in the tests)."""
+    utc = instant.astimezone(UTC)
+    year = utc.year
+    march = date(year, 3, 8) + timedelta(days=(6 - date(year, 3, 8).weekday()) % 7)
+    november = date(year, 11, 1) + timedelta(days=(6 - date(year, 11, 1).weekday()) % 7)
+    starts = datetime(march.year, march.month, march.day, 7, tzinfo=UTC)  # 02:00 EST
+    ends = datetime(november.year, november.month, november.day, 6, tzinfo=UTC)  # 02:00 EDT
+    offset = timedelta(hours=-4) if starts <= utc < ends else timedelta(hours=-5)
+    return (utc + offset).date()

@@ -249,3 +249,45 @@ async def test_a_generated_notice_goes_out_through_the_notifier_and_starts_open_
     )
     again = await act(running, cid, "notices", request, "negotiation")
     assert again.status_code == 409 and "open_negotiation" in again.json()["detail"]
+
+
+async def test_a_batch_through_the_api(running: Stack) -> None:
+    start, day31, _ = window_dates()
+    ids = [f"BT-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    for i, cid in enumerate(ids):
+        body = claim(
+            claim_id=cid,
+            bill_sent_on=None,
+            initial_payment_received_on=start.isoformat(),
+            open_negotiation_started_on=start.isoformat(),
+        )
+        body["lines"][0]["service_date"] = (start - timedelta(days=20)).isoformat()
+        if i == 2:  # another provider group: cannot join the others
+            body["provider"] = {"npi": "1245319599", "tin": "987654321", "name": "Other Group"}
+        assert (await post_claim(running, body)).status_code == 202
+    for cid in ids:
+        await wait_for(
+            f"{cid} in its window", lambda cid=cid: stage_is(running, cid, "idr_initiation_window")
+        )
+
+    async def post(path: str, payload: dict[str, Any]) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await client.post(url(running, "dispute", path), json=payload, headers=auth(running))
+
+    members = [{"claim_id": cid, "condition_group": "chest-pain"} for cid in ids]
+    refused = await post("/v1/batches", {"batch_id": "B-REFUSED", "members": members})
+    assert refused.status_code == 422 and "DIFFERENT_PROVIDER" in refused.json()["detail"]
+    created = await post("/v1/batches", {"batch_id": "B-OK", "members": members[:1] + members[1:2]})
+    assert created.status_code == 201, created.text
+    joined = await post("/v1/batches/B-OK/members", members[2])
+    assert joined.status_code == 422 and "DIFFERENT_PROVIDER" in joined.json()["detail"]
+    r = await post(
+        "/v1/batches/B-OK/actions/idr-initiated",
+        {"initiated_on": day31.isoformat(), "dispute_number": "DISP-B"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["stage"] == "initiated" and {
+        x["stage"] for x in r.json()["results"]["idr_initiated"]
+    } == {"idr_initiated"}
+    for cid in ids[:2]:
+        assert (await claim_status(running, cid)).json()["dispute_number"] == "DISP-B"

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.rules.calendar import BusinessCalendar, Closure, OutsideCalendarError, federal_calendar
+from shared.rules.calendar import (
+    BusinessCalendar,
+    Closure,
+    OutsideCalendarError,
+    federal_calendar,
+    new_york_date,
+)
 from shared.rules.deadlines import cutoff_utc, open_negotiation_initiation_deadline, reminder_schedule
 
 CAL = federal_calendar()
@@ -168,3 +174,11 @@ def test_later_receipt_never_gives_an_earlier_deadline(a: date, b: date) -> None
         open_negotiation_initiation_deadline(CAL, early).due_on
         <= open_negotiation_initiation_deadline(CAL, late).due_on
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(2016, 1, 1), max_value=datetime(2044, 12, 31), timezones=st.just(UTC)))
+def test_new_york_date_agrees_with_zoneinfo(instant: datetime) -> None:
+    from zoneinfo import ZoneInfo
+
+    assert new_york_date(instant) == instant.astimezone(ZoneInfo("America/New_York")).date()

@@ -26,7 +26,7 @@ from services.dispute.schemas import (
     Plan,
     PlanRequest,
 )
-from services.dispute.workflows import ClaimLifecycleWorkflow
+from services.dispute.workflows import ClaimLifecycleWorkflow, IdrBatchWorkflow
 from services.negotiation.workflows import OpenNegotiationWorkflow
 from shared.events import ClaimAdjudicated, ClaimLine
 from shared.rules.calendar import federal_calendar
@@ -102,8 +102,14 @@ def facts(claim_id: str, received: date, paid: list[str], sequence: int = 1) -> 
 
 @asynccontextmanager
 async def workers(env: WorkflowEnvironment, rec: Recorder) -> AsyncIterator[None]:
+    fan_out = DisputeActivities(engine=None, settings=Settings(), calendar=CAL, client=env.client)  # type: ignore[arg-type]
     async with (
-        Worker(env.client, task_queue=QUEUE, workflows=[ClaimLifecycleWorkflow], activities=rec.activities()),
+        Worker(
+            env.client,
+            task_queue=QUEUE,
+            workflows=[ClaimLifecycleWorkflow, IdrBatchWorkflow],
+            activities=[*rec.activities(), fan_out.fan_out_update],
+        ),
         Worker(env.client, task_queue="negotiation", workflows=[OpenNegotiationWorkflow]),
     ):
         yield

@@ -1,0 +1,184 @@
+"""HTTP endpoints for batched disputes: form a batch (checked by the batching rules), add members,
+run the IDR phases once for all, read it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from services.dispute.schemas import BatchStatus, ClaimStatus
+from services.dispute.workflows import IdrBatchWorkflow
+from shared.http import ACTION_PROBLEMS, Problem
+from shared.lifecycle import (
+    Action,
+    BatchDetermination,
+    BatchInput,
+    BatchOfferSubmitted,
+    EntitySelected,
+    FeesPaid,
+    IdrInitiated,
+    MemberInfo,
+    MemberJoined,
+    actor_of,
+)
+from shared.rules.batching import BatchCheck, BatchItem, check_batch
+from shared.settings import get_settings
+from shared.temporal import claim_workflow_id, execute_update, query_workflow
+from shared.tenants import CurrentTenant
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=ACTION_PROBLEMS)
+Actor = Annotated[str | None, Header(max_length=200)]
+
+
+class BatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    batch_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    members: list[MemberInfo] = Field(min_length=2, max_length=500)
+
+
+def batch_workflow_id(tenant_id: str, batch_id: str) -> str:
+    return f"batch:{tenant_id}:{batch_id}"
+
+
+async def _items(client: Client, tenant_id: str, members: list[MemberInfo]) -> list[BatchItem]:
+    """Each member claim's lines as batch items, from its workflow; every member must be in its
+    IDR initiation window."""
+    items = []
+    for m in members:
+        status = await query_workflow(
+            client,
+            claim_workflow_id(tenant_id, m.claim_id),
+            "status",
+            ClaimStatus,
+            f"No claim {m.claim_id!r}",
+        )
+        if status.stage != "idr_initiation_window" or status.facts is None:
+            raise Problem(
+                409,
+                "action-rejected",
+                "The action is not possible now",
+                f"members: claim {m.claim_id} is {status.stage}; "
+                "members must be in their IDR initiation window",
+                field="members",
+            )
+        f = status.facts
+        for line in f.lines:
+            items.append(
+                BatchItem(
+                    claim_id=f.claim_id,
+                    line_number=line.line_number,
+                    provider_npi=f.provider_npi,
+                    provider_tin=f.provider_tin,
+                    payer_id=f.payer_name,
+                    plan_id=m.plan_id or f.payer_name,
+                    plan_type=f.plan_type,
+                    service_code=line.service_code,
+                    code_system=line.code_system,
+                    service_date=line.service_date,
+                    open_negotiation_started_on=status.dates["open_negotiation_started_on"],
+                    service_category=f.service_category,
+                    condition_group=m.condition_group,
+                    encounter_id=m.encounter_id,
+                )
+            )
+    return items
+
+
+def _refuse(check: BatchCheck) -> None:
+    if not check.ok:
+        raise Problem(
+            422,
+            "batch-not-allowed",
+            "These claims cannot be batched",
+            "; ".join(f"{v.code}: {v.reason}" for v in check.violations),
+            errors=[
+                {"field": "members", "reason": f"{v.code}: {v.reason}", "items": v.items}
+                for v in check.violations
+            ],
+        )
+
+
+@router.post("", response_model=BatchStatus, status_code=201)
+async def create_batch(body: BatchCreate, tenant: CurrentTenant, request: Request) -> BatchStatus:
+    """Form a batch from claims in their IDR initiation window, if the batching rules allow it."""
+    client: Client = request.app.state.temporal
+    _refuse(check_batch(await _items(client, tenant.tenant_id, body.members)))
+    try:
+        handle = await client.start_workflow(
+            IdrBatchWorkflow.run,
+            BatchInput(tenant_id=tenant.tenant_id, batch_id=body.batch_id, members=body.members),
+            id=batch_workflow_id(tenant.tenant_id, body.batch_id),
+            task_queue=get_settings().dispute_task_queue,
+        )
+    except WorkflowAlreadyStartedError as exc:
+        raise Problem(
+            409, "batch-exists", "Batch exists", f"Batch {body.batch_id} exists", field="batch_id"
+        ) from exc
+    return await handle.query(IdrBatchWorkflow.status)
+
+
+@router.get("/{batch_id}", response_model=BatchStatus)
+async def get_batch(batch_id: str, tenant: CurrentTenant, request: Request) -> BatchStatus:
+    return await query_workflow(
+        request.app.state.temporal,
+        batch_workflow_id(tenant.tenant_id, batch_id),
+        "status",
+        BatchStatus,
+        f"No batch {batch_id!r} for this tenant.",
+    )
+
+
+@router.post("/{batch_id}/members", response_model=BatchStatus)
+async def add_member(
+    batch_id: str, body: MemberInfo, tenant: CurrentTenant, request: Request, x_actor: Actor = None
+) -> BatchStatus:
+    """Add a claim while the batch forms; the batching rules are checked with every member."""
+    batch = await get_batch(batch_id, tenant, request)
+    client: Client = request.app.state.temporal
+    _refuse(check_batch(await _items(client, tenant.tenant_id, [*batch.member_info, body])))
+    action = actor_of(MemberJoined(member=body), tenant.tenant_id, x_actor)
+    return await execute_update(
+        client, batch_workflow_id(tenant.tenant_id, batch_id), "add_member", action, BatchStatus
+    )
+
+
+def _action(path: str, update: str, model: type[Action], summary: str) -> None:
+    async def endpoint(
+        batch_id: str, body: BaseModel, tenant: CurrentTenant, request: Request, x_actor: Actor = None
+    ) -> BatchStatus:
+        assert isinstance(body, Action)
+        return await execute_update(
+            request.app.state.temporal,
+            batch_workflow_id(tenant.tenant_id, batch_id),
+            update,
+            actor_of(body, tenant.tenant_id, x_actor),
+            BatchStatus,
+        )
+
+    endpoint.__annotations__ = {
+        "batch_id": str,
+        "body": model,
+        "tenant": CurrentTenant,
+        "request": Request,
+        "x_actor": Actor,
+        "return": BatchStatus,
+    }
+    endpoint.__name__ = f"batch_{update}"
+    router.add_api_route(
+        f"/{{batch_id}}/actions/{path}",
+        endpoint,
+        methods=["POST"],
+        response_model=BatchStatus,
+        summary=summary,
+    )
+
+
+_action("idr-initiated", "idr_initiated", IdrInitiated, "IDR initiated for the whole batch")
+_action("entity-selected", "entity_selected", EntitySelected, "IDR entity selected for the batch")
+_action("offer-submitted", "offer_submitted", BatchOfferSubmitted, "Offers per claim and line")
+_action("fees-paid", "fees_paid", FeesPaid, "One administrative fee and the batched IDR entity fee paid")
+_action("determination", "determination", BatchDetermination, "Determination per claim and line (may split)")
