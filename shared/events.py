@@ -58,7 +58,8 @@ class ClaimAdjudicated(EventPayload):
     service_category: str
     state: str
     bill_sent_on: date | None = None
-    initial_payment_received_on: date
+    # None while the plan has neither paid nor denied (its 30-day clock from bill_sent_on runs)
+    initial_payment_received_on: date | None = None
     lines: list[ClaimLine]
     # set when the open negotiation notice went out before the claim reached idrflow
     open_negotiation_started_on: date | None = None

@@ -100,6 +100,10 @@ CONSEQUENCES = {
         "No offer and fees were recorded by the deadline: the IDR entity may decide for the other party "
         "by default. Record them now if they were sent."
     ),
+    "initial_payment_deadline": (
+        "The plan has neither paid nor denied within 30 calendar days of the bill: it is out of compliance "
+        "with the No Surprises Act. Follow up with the plan or file a complaint (1-800-985-3059)."
+    ),
     "departments_idre_selection_deadline": (
         "No IDR entity selection is recorded: check the portal for the Departments' selection and record it."
     ),

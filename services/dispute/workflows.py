@@ -558,6 +558,8 @@ class ClaimLifecycleWorkflow:
     def _active_name(self) -> str | None:
         s = self.s
         match s.stage:
+            case Stage.AWAITING_INITIAL_PAYMENT:
+                return "initial_payment_deadline"
             case Stage.OPEN_NEGOTIATION_WINDOW:
                 return "open_negotiation_initiation_deadline"
             case Stage.OPEN_NEGOTIATION:
@@ -622,9 +624,7 @@ class ClaimLifecycleWorkflow:
             "plan_deadlines",
             PlanRequest(
                 bill_sent_on=s.facts.bill_sent_on,
-                initial_payment_received_on=s.dates.get(
-                    "initial_payment_received_on", s.facts.initial_payment_received_on
-                ),
+                initial_payment_received_on=s.dates.get("initial_payment_received_on"),
                 open_negotiation_started_on=s.dates.get("open_negotiation_started_on"),
                 idr_initiated_on=s.dates.get("idr_initiated_on"),
                 idre_selected_on=s.dates.get("idre_selected_on"),
@@ -864,13 +864,20 @@ class ClaimLifecycleWorkflow:
             ]
         )
         facts_version = s.facts.event_sequence  # before any await: a newer event is noticed below
-        if s.stage == Stage.RECEIVED:
+        if s.stage == Stage.RECEIVED and s.facts.initial_payment_received_on is None:
+            await self._plan()
+            due = s.deadlines["initial_payment_deadline"]
+            self._set_stage(
+                Stage.AWAITING_INITIAL_PAYMENT,
+                f"bill sent {s.facts.bill_sent_on}; the plan must pay or deny by {due.due_on.isoformat()}",
+            )
+        elif s.stage == Stage.RECEIVED and s.facts.initial_payment_received_on is not None:
             s.dates["initial_payment_received_on"] = s.facts.initial_payment_received_on
             await self._plan()
             due = s.deadlines["open_negotiation_initiation_deadline"]
             self._set_stage(
                 Stage.OPEN_NEGOTIATION_WINDOW,
-                f"initial payment received {s.facts.initial_payment_received_on.isoformat()}; "
+                f"initial payment received {s.dates['initial_payment_received_on'].isoformat()}; "
                 f"open negotiation must start by {due.due_on.isoformat()}",
             )
             started = s.facts.open_negotiation_started_on
@@ -884,8 +891,15 @@ class ClaimLifecycleWorkflow:
             version = self.version
             if s.facts.event_sequence != facts_version:  # a corrected claim: the receipt date may move
                 facts_version = s.facts.event_sequence
-                if s.stage == Stage.OPEN_NEGOTIATION_WINDOW:
-                    s.dates["initial_payment_received_on"] = s.facts.initial_payment_received_on
+                received = s.facts.initial_payment_received_on
+                if s.stage == Stage.OPEN_NEGOTIATION_WINDOW and received:
+                    s.dates["initial_payment_received_on"] = received
+                elif s.stage == Stage.AWAITING_INITIAL_PAYMENT and received:
+                    s.dates["initial_payment_received_on"] = received
+                    self._set_stage(
+                        Stage.OPEN_NEGOTIATION_WINDOW,
+                        f"initial payment or denial received {received.isoformat()}",
+                    )
             await self._plan()
             await self._flush()
             self.planned_version = version

@@ -42,7 +42,7 @@ claims = _Table(
     Column("service_category", String(64), nullable=False),
     Column("state", String(2), nullable=False),
     Column("bill_sent_on", Date),
-    Column("initial_payment_received_on", Date, nullable=False),
+    Column("initial_payment_received_on", Date),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("tenant_id", "claim_id"),

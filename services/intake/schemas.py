@@ -95,8 +95,10 @@ class ClaimIn(Strict):
     service_category: ServiceCategory
     state: Annotated[str, StringConstraints(to_upper=True)]
     bill_sent_on: date | None = None
-    initial_payment_received_on: date = Field(
-        description="Day the initial payment or notice of denial arrived"
+    initial_payment_received_on: date | None = Field(
+        default=None,
+        description="Day the initial payment or notice of denial arrived; leave out while waiting for it "
+        "(then bill_sent_on is required and the plan's 30-day clock is tracked)",
     )
     open_negotiation_started_on: date | None = Field(
         default=None,
@@ -113,13 +115,24 @@ class ClaimIn(Strict):
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> ClaimIn:
-        if self.bill_sent_on and self.initial_payment_received_on < self.bill_sent_on:
+        received = self.initial_payment_received_on
+        if received is None:
+            if self.bill_sent_on is None:
+                raise ValueError(
+                    "initial_payment_received_on: give the day the initial payment or denial arrived, "
+                    "or bill_sent_on to track the plan's 30-day payment clock"
+                )
+            if self.open_negotiation_started_on:
+                raise ValueError(
+                    "open_negotiation_started_on: open negotiation follows the initial payment or denial"
+                )
+        elif self.bill_sent_on and received < self.bill_sent_on:
             raise ValueError(
                 "initial_payment_received_on: the initial payment cannot arrive before the bill was sent "
                 f"({self.bill_sent_on.isoformat()})"
             )
         started = self.open_negotiation_started_on
-        if started and started < self.initial_payment_received_on:
+        if started and received and started < received:
             raise ValueError(
                 "open_negotiation_started_on: open negotiation cannot start before the initial payment "
                 "or denial"
@@ -127,7 +140,7 @@ class ClaimIn(Strict):
         for i, line in enumerate(self.lines):
             if self.bill_sent_on and line.service_date > self.bill_sent_on:
                 raise ValueError(f"lines[{i}].service_date: the service date is after the bill was sent")
-            if line.service_date > self.initial_payment_received_on:
+            if received and line.service_date > received:
                 raise ValueError(f"lines[{i}].service_date: the service date is after the initial payment")
         return self
 

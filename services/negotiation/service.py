@@ -80,7 +80,7 @@ def notice_content(
         "sender_phone": req.sender.phone,
         "service_category": facts.service_category.replace("_", " "),
         "state": facts.state,
-        "initial_payment_received_on": facts.initial_payment_received_on.isoformat(),
+        "initial_payment_received_on": str(facts.initial_payment_received_on or ""),
         "denied": any(line.paid == 0 for line in facts.lines),
         "lines": [
             {

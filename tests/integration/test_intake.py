@@ -132,6 +132,11 @@ async def test_each_bad_field_is_named_with_its_reason(intake: httpx.AsyncClient
         ),
         (claim(provider={**claim()["provider"], "npi": "1234567890"}), "provider.npi", "check digit"),
         (claim(state="ZZ"), "state", "state"),
+        (
+            claim(initial_payment_received_on=None, bill_sent_on=None),
+            "initial_payment_received_on",
+            "bill_sent_on",
+        ),
         (claim(lines=[]), "lines", "at least 1"),
         (claim(payer={**claim()["payer"], "plan_type": "cash"}), "payer.plan_type", "Input should be"),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -263,3 +264,47 @@ async def test_the_response_notice_is_refused_while_its_rule_is_switched_off(
     started = await claim.open_negotiation()
     reason = await rejected(claim, "response_notice_received", received_on=started.isoformat())
     assert "not in force" in reason
+
+
+async def test_awaiting_the_initial_payment_then_open_negotiation(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput
+    from services.dispute.workflows import ClaimLifecycleWorkflow
+    from tests.workflow.lifecycle_kit import QUEUE, facts
+
+    claim = Claim(env, "AWAIT-1")
+    bill = await claim.today()
+    waiting = facts("AWAIT-1", bill, ["0.00"]).model_copy(
+        update={"initial_payment_received_on": None, "bill_sent_on": bill}
+    )
+    claim.handle = await env.client.start_workflow(
+        ClaimLifecycleWorkflow.run,
+        ClaimLifecycleInput(tenant_id="t1", claim_id="AWAIT-1"),
+        id="claim:t1:AWAIT-1",
+        task_queue=QUEUE,
+        start_signal="claim_event",
+        start_signal_args=[
+            ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=waiting)
+        ],
+    )
+    status = await claim.wait_stage("awaiting_initial_payment")
+    assert status.deadlines["initial_payment_deadline"].due_on == bill + timedelta(days=30)
+    await claim.go_to(bill + timedelta(days=31))
+    assert rec.missed() == ["initial_payment_deadline"]  # the plan is late: someone hears of it
+    paid_on = bill + timedelta(days=31)
+    paid = waiting.model_copy(update={"initial_payment_received_on": paid_on, "event_sequence": 2})
+    await claim.handle.signal(
+        "claim_event", ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=paid)
+    )
+    status = await claim.wait_stage("open_negotiation_window")
+    for _ in range(100):  # the new deadlines are planned right after the stage changes
+        if "open_negotiation_initiation_deadline" in status.deadlines:
+            break
+        await asyncio.sleep(0.05)
+        status = await claim.status()
+    due = status.deadlines["open_negotiation_initiation_deadline"].due_on
+    assert due == CAL.business_day_beginning(paid_on, 30)
