@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from datetime import UTC, date, datetime
@@ -178,6 +179,15 @@ def outbox_republish(
     typer.echo(f"{total} event(s) queued for publishing again")
 
 
+def _end_process(code: int) -> NoReturn:
+    """End a command that used the Temporal client right away. The client's native runtime keeps
+    threads that can abort the interpreter while it finalizes (seen here as SIGABRT after the work
+    was done and printed), so these commands flush their output and skip finalization."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _fail(message: str) -> NoReturn:
     typer.echo(f"idrflow: {message}", err=True)
     raise typer.Exit(2)
@@ -341,13 +351,14 @@ def claims_list(
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row))
-        return
+        _end_process(0)
     table = Table(title=f"{len(rows)} claim(s): {query}")
     for column in ("tenant", "claim_id", "stage", "payer", "next_deadline", "status"):
         table.add_column(column)
     for row in rows:
         table.add_row(*(row[c] for c in ("tenant", "claim_id", "stage", "payer", "next_deadline", "status")))
     Console().print(table)
+    _end_process(0)
 
 
 @claims_app.command("show")
@@ -368,7 +379,9 @@ def claims_show(
     try:
         typer.echo(asyncio.run(main()))
     except Exception as exc:  # RPCError and friends: say which claim and why
-        _fail(f"claim {claim_id!r} of tenant {tenant!r}: {exc}")
+        typer.echo(f"idrflow: claim {claim_id!r} of tenant {tenant!r}: {exc}", err=True)
+        _end_process(2)
+    _end_process(0)
 
 
 @app.command("temporal-setup")
@@ -391,6 +404,7 @@ def temporal_setup() -> None:
 
     asyncio.run(main())
     typer.echo(f"search attributes: {', '.join(SEARCH_ATTRIBUTES)}")
+    _end_process(0)
 
 
 @app.command()
