@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Header, Request
-from pydantic import BaseModel
+from fastapi import APIRouter
 
 from services.dispute.schemas import ClaimStatus
+from shared.actions import add_update_route
 from shared.http import ACTION_PROBLEMS
 from shared.lifecycle import (
     Action,
@@ -24,10 +24,8 @@ from shared.lifecycle import (
     OfferSubmitted,
     PaymentReceived,
     Settlement,
-    actor_of,
 )
-from shared.temporal import claim_workflow_id, execute_update
-from shared.tenants import CurrentTenant
+from shared.temporal import claim_workflow_id
 
 
 @dataclass(frozen=True)
@@ -85,45 +83,16 @@ ACTIONS = (
 )
 
 
-def _endpoint(spec: ActionSpec) -> object:
-    async def endpoint(
-        claim_id: str,
-        body: BaseModel,
-        tenant: CurrentTenant,
-        request: Request,
-        x_actor: str | None = Header(default=None, max_length=200),
-    ) -> ClaimStatus:
-        assert isinstance(body, Action)
-        return await execute_update(
-            request.app.state.temporal,
-            claim_workflow_id(tenant.tenant_id, claim_id),
-            spec.update,
-            actor_of(body, tenant.tenant_id, x_actor),
-            ClaimStatus,
-        )
-
-    # FastAPI reads the body's type from the annotations: give each endpoint its own model
-    endpoint.__annotations__ = {
-        "claim_id": str,
-        "body": spec.model,
-        "tenant": CurrentTenant,
-        "request": Request,
-        "x_actor": str | None,
-        "return": ClaimStatus,
-    }
-    endpoint.__name__ = spec.update
-    endpoint.__doc__ = spec.summary
-    return endpoint
-
-
 def action_router() -> APIRouter:
     router = APIRouter(prefix="/v1/claims/{claim_id}/actions", tags=["actions"], responses=ACTION_PROBLEMS)
     for spec in ACTIONS:
-        router.add_api_route(
+        add_update_route(
+            router,
             f"/{spec.path}",
-            _endpoint(spec),  # type: ignore[arg-type]
-            methods=["POST"],
-            response_model=ClaimStatus,
+            update=spec.update,
+            body=spec.model,
+            result=ClaimStatus,
+            workflow_id=claim_workflow_id,
             summary=spec.summary,
         )
     return router

@@ -3,15 +3,14 @@ run the IDR phases once for all, read it."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from services.dispute.schemas import BatchStatus, ClaimStatus
 from services.dispute.workflows import IdrBatchWorkflow
+from shared.actions import Actor, add_update_route
 from shared.http import ACTION_PROBLEMS, Problem
 from shared.lifecycle import (
     Action,
@@ -31,7 +30,6 @@ from shared.temporal import claim_workflow_id, execute_update, query_workflow
 from shared.tenants import CurrentTenant
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=ACTION_PROBLEMS)
-Actor = Annotated[str | None, Header(max_length=200)]
 
 
 class BatchCreate(BaseModel):
@@ -147,32 +145,14 @@ async def add_member(
 
 
 def _action(path: str, update: str, model: type[Action], summary: str) -> None:
-    async def endpoint(
-        batch_id: str, body: BaseModel, tenant: CurrentTenant, request: Request, x_actor: Actor = None
-    ) -> BatchStatus:
-        assert isinstance(body, Action)
-        return await execute_update(
-            request.app.state.temporal,
-            batch_workflow_id(tenant.tenant_id, batch_id),
-            update,
-            actor_of(body, tenant.tenant_id, x_actor),
-            BatchStatus,
-        )
-
-    endpoint.__annotations__ = {
-        "batch_id": str,
-        "body": model,
-        "tenant": CurrentTenant,
-        "request": Request,
-        "x_actor": Actor,
-        "return": BatchStatus,
-    }
-    endpoint.__name__ = f"batch_{update}"
-    router.add_api_route(
+    add_update_route(
+        router,
         f"/{{batch_id}}/actions/{path}",
-        endpoint,
-        methods=["POST"],
-        response_model=BatchStatus,
+        update=update,
+        body=model,
+        result=BatchStatus,
+        workflow_id=batch_workflow_id,
+        key="batch_id",
         summary=summary,
     )
 
