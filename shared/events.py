@@ -205,6 +205,3 @@ class Envelope(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
         return cls.model_validate_json(raw)
-
-
-Severity = Literal["info", "warning", "critical"]

@@ -11,8 +11,6 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Money = Decimal
-
 
 class Stage(StrEnum):
     RECEIVED = "received"

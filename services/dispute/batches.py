@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from services.dispute.schemas import BatchStatus, ClaimStatus
+from services.dispute.schemas import BatchStatus
+from services.dispute.service import claim_status
 from services.dispute.workflows import IdrBatchWorkflow
 from shared.actions import Actor, add_update_route
 from shared.http import ACTION_PROBLEMS, Problem
@@ -26,7 +27,7 @@ from shared.lifecycle import (
 )
 from shared.rules.batching import BatchCheck, BatchItem, check_batch
 from shared.settings import get_settings
-from shared.temporal import claim_workflow_id, execute_update, query_workflow
+from shared.temporal import execute_update, query_workflow
 from shared.tenants import CurrentTenant
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=ACTION_PROBLEMS)
@@ -47,23 +48,16 @@ async def _items(client: Client, tenant_id: str, members: list[MemberInfo]) -> l
     IDR initiation window."""
     items = []
     for m in members:
-        status = await query_workflow(
+        status = await claim_status(
             client,
-            claim_workflow_id(tenant_id, m.claim_id),
-            "status",
-            ClaimStatus,
-            f"No claim {m.claim_id!r}",
+            tenant_id,
+            m.claim_id,
+            stage="idr_initiation_window",
+            field="members",
+            why="members must be in their IDR initiation window",
         )
-        if status.stage != "idr_initiation_window" or status.facts is None:
-            raise Problem(
-                409,
-                "action-rejected",
-                "The action is not possible now",
-                f"members: claim {m.claim_id} is {status.stage}; "
-                "members must be in their IDR initiation window",
-                field="members",
-            )
         f = status.facts
+        assert f is not None
         for line in f.lines:
             items.append(
                 BatchItem(

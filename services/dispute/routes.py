@@ -5,14 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from services.dispute.schemas import BatchRequest, ClaimStatus, DeadlineOut, OverrideOut, ScheduleOut
-from services.dispute.service import add_override, list_overrides, remove_override, tenant_overrides
+from services.dispute.service import (
+    add_override,
+    claim_status,
+    list_overrides,
+    remove_override,
+    tenant_overrides,
+)
 from shared.http import PROBLEM_JSON, Problem
 from shared.rules.batching import BatchCheck, check_batch
 from shared.rules.calendar import calendar_with
 from shared.rules.deadlines import Triggers, compute_schedule
 from shared.rules.eligibility import EligibilityFacts, EligibilityResult, screen
 from shared.rules.overrides import OverrideIn
-from shared.temporal import claim_workflow_id, query_workflow
 from shared.tenants import CurrentTenant
 
 router = APIRouter(prefix="/v1", tags=["claims"])
@@ -33,13 +38,7 @@ PROBLEMS: dict[int | str, dict[str, object]] = {
 )
 async def get_claim(claim_id: str, tenant: CurrentTenant, request: Request) -> ClaimStatus:
     """The claim's stage and every deadline known so far, read from its workflow."""
-    return await query_workflow(
-        request.app.state.temporal,
-        claim_workflow_id(tenant.tenant_id, claim_id),
-        "status",
-        ClaimStatus,
-        f"No claim {claim_id!r} for this tenant (a claim just posted appears within seconds).",
-    )
+    return await claim_status(request.app.state.temporal, tenant.tenant_id, claim_id)
 
 
 rules = APIRouter(prefix="/v1/rules", tags=["rules"], responses=PROBLEMS)

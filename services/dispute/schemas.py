@@ -195,7 +195,6 @@ class ClaimState(Contract):
     amount_received: Decimal = Decimal("0")
     fee_refund_received: bool = False
     payment_escalations: int = 0
-    negotiation_started: bool = False
     pending_events: list[EmitRequest] = []
 
 

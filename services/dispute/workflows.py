@@ -115,7 +115,6 @@ class ClaimLifecycleWorkflow:
         self.negotiation_queue = "negotiation"
         self._child: asyncio.Task[NegotiationOutcome] | None = None
         self._reminders: list[ReminderPlan] = []
-        self._child_outcome: NegotiationOutcome | None = None
 
     # ---------------------------------------------------------------------------------------
     # messages
@@ -822,7 +821,6 @@ class ClaimLifecycleWorkflow:
                 task_queue=self.negotiation_queue,
                 result_type=NegotiationOutcome,
             )
-            s.negotiation_started = True
             self._child = handle
         child = self._child
         await workflow.wait_condition(lambda: child.done() or self.version != version)

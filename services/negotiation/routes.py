@@ -8,11 +8,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from services.dispute.schemas import ClaimStatus
+from services.dispute.service import claim_status
 from services.negotiation.schemas import NoticeOut, NoticeRequest
 from services.negotiation.service import issue_notice, list_notices, notice_document
 from services.negotiation.workflows import NegotiationStatus
 from shared.actions import add_update_route
-from shared.http import ACTION_PROBLEMS, Problem
+from shared.http import ACTION_PROBLEMS
 from shared.lifecycle import NoticeSent, OfferMade, ResponseNoticeReceived, Settlement
 from shared.temporal import claim_workflow_id, negotiation_workflow_id, query_workflow
 from shared.tenants import CurrentTenant
@@ -29,21 +30,14 @@ async def create_notice(
     """Generate the open negotiation notice (HTML and PDF, stored with its SHA-256) and send it to the
     payer by email through the notifier. When the notifier confirms delivery, the proof (message id,
     time, recipient) is stored with the notice and the claim's open negotiation starts."""
-    status = await query_workflow(
+    status = await claim_status(
         request.app.state.temporal,
-        claim_workflow_id(tenant.tenant_id, claim_id),
-        "status",
-        ClaimStatus,
-        f"No claim {claim_id!r} for this tenant.",
+        tenant.tenant_id,
+        claim_id,
+        stage="open_negotiation_window",
+        why="a notice starts open negotiation",
     )
-    if status.stage != "open_negotiation_window" or status.facts is None:
-        raise Problem(
-            409,
-            "action-rejected",
-            "The action is not possible now",
-            f"stage: a notice starts open negotiation; the claim is {status.stage}",
-            field="stage",
-        )
+    assert status.facts is not None
     return await issue_notice(tenant.tenant_id, status.facts, body)
 
 
