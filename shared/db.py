@@ -93,3 +93,26 @@ async def database_ready(engine: AsyncEngine | None = None) -> bool:
         return True
     except Exception:
         return False
+
+
+def action_requests_table(schema: str) -> Table:
+    """Idempotency records of action endpoints: the first answer to a key, replayed on a retry.
+
+    A row without ``status_code`` is a request still running (or one whose process died): a retry
+    runs it again with the same Temporal update id, which the workflow applies at most once.
+    """
+    return Table(
+        "action_requests",
+        metadata,
+        Column("tenant_id", String(64), nullable=False),
+        Column("key", String(300), nullable=False),
+        Column("path", String(300), nullable=False),
+        Column("request_sha256", String(64), nullable=False),
+        Column("update_id", String(100), nullable=False),
+        Column("status_code", Integer, nullable=True),
+        Column("response", JSONB, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("completed_at", DateTime(timezone=True), nullable=True),
+        PrimaryKeyConstraint("tenant_id", "key"),
+        schema=schema,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Column, DateTime, LargeBinary, String, Table, Text, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
 
-from shared.db import inbox_table, metadata, outbox_table
+from shared.db import action_requests_table, inbox_table, metadata, outbox_table
 
 SCHEMA = "negotiation"
 
@@ -30,3 +30,5 @@ notices = Table(
 
 outbox = outbox_table(SCHEMA)
 inbox = inbox_table(SCHEMA)
+
+action_requests = action_requests_table(SCHEMA)
