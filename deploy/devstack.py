@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.bootstrap import ensure_topics_with, republish_all, seed_tenant
 from deploy.migrate import upgrade
 from deploy.servers import (
     EmbeddedPostgres,
@@ -57,6 +58,7 @@ class Stack:
     external: dict[str, str] = field(default_factory=dict)  # DATABASE_URL, TEMPORAL_ADDRESS, KAFKA_...
     extra_env: dict[str, str] = field(default_factory=dict)
     demo_email: str = "revcycle@demo.example"
+    temporal_namespace: str = "default"  # the namespace the dev server creates (and gets our retention)
     quiet: bool = False
 
     def __post_init__(self) -> None:
@@ -97,7 +99,10 @@ class Stack:
             self.database_url = self.pg.start()
         if not self.temporal_address:
             argv = temporal_argv(
-                self.root / "temporal.db", self.ports.temporal, self.ports.temporal_ui, "default"
+                self.root / "temporal.db",
+                self.ports.temporal,
+                self.ports.temporal_ui,
+                self.temporal_namespace,
             )
             self.servers["temporal"] = spawn("temporal", argv, log=self._log)
             self.temporal_address = f"127.0.0.1:{self.ports.temporal}"
@@ -116,14 +121,13 @@ class Stack:
     def prepare(self) -> str:
         """Migrate, create topics, seed the demo tenant; return its API key."""
         upgrade(self.database_url)
-        from services.cli import ensure_topics_with, seed_tenant
-
         asyncio.run(ensure_topics_with(self.kafka))
+        if "temporal" in self.servers:
+            # start-dev has no retention flag and creates its namespace with one day: set ours
+            asyncio.run(self.set_temporal_retention())
         if "broker" in self.servers:
             # our broker keeps nothing across restarts: publish the outboxes again; the consumers'
             # inboxes make every event already applied a no-op
-            from services.cli import republish_all
-
             republished = asyncio.run(republish_all(self.database_url))
             if republished:
                 print(f"re-publishing {republished} event(s) to the fresh broker", file=self._log)
@@ -138,6 +142,16 @@ class Stack:
             )
         )
         return api_key
+
+    async def set_temporal_retention(self) -> None:
+        """Give the dev server's namespace the configured workflow retention."""
+        from temporalio.client import Client
+
+        from shared.settings import get_settings
+        from shared.temporal import set_retention
+
+        client = await Client.connect(self.temporal_address, namespace=self.temporal_namespace)
+        await set_retention(client, self.temporal_namespace, get_settings().temporal_retention_days)
 
     # -- services ----------------------------------------------------------------------------
     def start_service(self, name: str) -> subprocess.Popen[bytes]:

@@ -7,25 +7,24 @@ import json
 import os
 import signal
 import sys
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 import uvicorn
 from pydantic import ValidationError
-from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert
 
+from deploy.bootstrap import ensure_topics_with, outboxes, republish_all, seed_tenant
 from shared.db import get_engine
-from shared.kafka import ensure_topics, make_producer
-from shared.kafka.outbox import republish, run_relay
+from shared.kafka import make_producer
+from shared.kafka.outbox import run_relay
 from shared.rules.calendar import Overrides, calendar_with
 from shared.rules.deadlines import Triggers, compute_schedule
 from shared.rules.overrides import load_overrides_file
 from shared.runtime import configure_logging
 from shared.settings import get_settings
-from shared.tenants import new_api_key, upsert_tenant
+from shared.tenants import new_api_key
 
 app = typer.Typer(help="idrflow: No Surprises Act claim lifecycle engine.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
@@ -39,15 +38,6 @@ FACTORIES = {
     "dispute": "services.dispute.app:create_app",
     "notifier": "services.notifier.app:create_app",
 }
-
-
-def _outboxes() -> list[Table]:
-    from services.dispute.models import outbox as dispute_outbox
-    from services.intake.models import outbox as intake_outbox
-    from services.negotiation.models import outbox as negotiation_outbox
-    from services.notifier.models import outbox as notifier_outbox
-
-    return [intake_outbox, dispute_outbox, negotiation_outbox, notifier_outbox]
 
 
 @app.command()
@@ -92,7 +82,7 @@ def relay() -> None:
         try:
             await run_relay(
                 get_engine(),
-                _outboxes(),
+                outboxes(),
                 producer,
                 poll_seconds=settings.relay_poll_seconds,
                 batch=settings.relay_batch_size,
@@ -113,37 +103,11 @@ def migrate() -> None:
     typer.echo("database at head")
 
 
-async def ensure_topics_with(bootstrap: str) -> list[str]:
-    settings = get_settings().model_copy(update={"kafka_bootstrap_servers": bootstrap})
-    return await ensure_topics(settings)
-
-
 @app.command()
 def topics() -> None:
     """Create the Kafka topics and their dead-letter topics."""
     created = asyncio.run(ensure_topics_with(get_settings().kafka_bootstrap_servers))
     typer.echo(f"created: {', '.join(created) or 'none (all exist)'}")
-
-
-async def seed_tenant(
-    database_url: str, tenant_id: str, name: str, api_key: str, email: str | None, slack_webhook: str | None
-) -> None:
-    """Create or update a tenant, its API key and its alert subscriptions."""
-    from services.notifier.models import subscriptions
-    from shared.db import unit_of_work
-
-    engine = get_engine(database_url)
-    await upsert_tenant(tenant_id, name, api_key, engine)
-    rows = [("email", email), ("slack", slack_webhook)]
-    async with unit_of_work(engine) as session:
-        for channel, target in rows:
-            if target:
-                await session.execute(
-                    insert(subscriptions)
-                    .values(tenant_id=tenant_id, channel=channel, target=target)
-                    .on_conflict_do_nothing()
-                )
-    await engine.dispose()
 
 
 @tenants_app.command("create")
@@ -157,16 +121,6 @@ def tenants_create(
     key = new_api_key(tenant_id)
     asyncio.run(seed_tenant(get_settings().database_url, tenant_id, name, key, email, slack_webhook))
     typer.echo(key)
-
-
-async def republish_all(database_url: str, since: datetime | None = None) -> int:
-    """Mark every outbox row created since ``since`` (default: all) for publishing again."""
-    engine = get_engine(database_url)
-    total = 0
-    for table in _outboxes():
-        total += await republish(engine, table, since or datetime(1970, 1, 1, tzinfo=UTC))
-    await engine.dispose()
-    return total
 
 
 @outbox_app.command("republish")
@@ -386,24 +340,41 @@ def claims_show(
 
 @app.command("temporal-setup")
 def temporal_setup() -> None:
-    """Register idrflow's search attributes on the configured Temporal namespace (once per cluster)."""
+    """Register the search attributes and set the workflow retention on the Temporal namespace.
+
+    The retention is IDRFLOW_TEMPORAL_RETENTION_DAYS; running it again is harmless."""
     from temporalio.service import RPCError
 
-    from shared.temporal import SEARCH_ATTRIBUTES, connect, register_search_attributes
+    from shared.temporal import (
+        SEARCH_ATTRIBUTES,
+        connect,
+        get_retention,
+        register_search_attributes,
+        set_retention,
+    )
 
     settings = get_settings()
+    namespace, days = settings.temporal_namespace, settings.temporal_retention_days
 
-    async def main() -> None:
+    async def main() -> float:
         client = await connect(settings)
         try:
-            await register_search_attributes(client, settings.temporal_namespace)
+            await register_search_attributes(client, namespace)
         except RPCError as exc:
             if "already" not in str(exc).lower():
                 raise
             typer.echo(f"already registered: {exc.message}")
+        await set_retention(client, namespace, days)
+        return (await get_retention(client, namespace)).total_seconds() / 86400
 
-    asyncio.run(main())
+    actual = asyncio.run(main())
     typer.echo(f"search attributes: {', '.join(SEARCH_ATTRIBUTES)}")
+    typer.echo(f"namespace {namespace!r}: workflow retention {actual:g} day(s)")
+    if actual != days:
+        typer.echo(
+            f"idrflow: asked for {days} day(s) of retention, the namespace reports {actual:g}", err=True
+        )
+        _end_process(1)
     _end_process(0)
 
 

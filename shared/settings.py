@@ -27,6 +27,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TEMPORAL_ADDRESS", "IDRFLOW_TEMPORAL_ADDRESS"),
     )
     temporal_namespace: str = "default"
+    # how long Temporal keeps a closed workflow's history (``idrflow temporal-setup`` and the local
+    # stack set it on the namespace); the dispute schema keeps the record beyond that.
+    temporal_retention_days: int = Field(default=30, ge=1)
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "IDRFLOW_KAFKA_BOOTSTRAP_SERVERS"),

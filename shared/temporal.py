@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import Client
@@ -68,6 +69,30 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
             namespace=namespace, search_attributes={k: kinds[v] for k, v in SEARCH_ATTRIBUTES.items()}
         )
     )
+
+
+async def set_retention(client: Client, namespace: str, days: int) -> None:
+    """Set how long the namespace keeps closed workflows (UpdateNamespace changes only the fields
+    present in ``config``, so archival and the rest stay as they are)."""
+    from temporalio.api.namespace.v1 import NamespaceConfig
+    from temporalio.api.workflowservice.v1 import UpdateNamespaceRequest
+
+    if days < 1:
+        raise ValueError("workflow retention must be at least one day")
+    config = NamespaceConfig()
+    config.workflow_execution_retention_ttl.FromTimedelta(timedelta(days=days))
+    await client.workflow_service.update_namespace(UpdateNamespaceRequest(namespace=namespace, config=config))
+
+
+async def get_retention(client: Client, namespace: str) -> timedelta:
+    """The namespace's workflow execution retention, as DescribeNamespace reports it."""
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+    described = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=namespace)
+    )
+    retention: timedelta = described.config.workflow_execution_retention_ttl.ToTimedelta()
+    return retention
 
 
 async def execute_update(client: Client, workflow_id: str, update: str, arg: Any, result_type: type[T]) -> T:

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from deploy.bootstrap import seed_tenant
 from deploy.devstack import SERVICES, Stack
-from services.cli import seed_tenant
 from shared.rules.calendar import federal_calendar
 from shared.temporal import connect
 from tests.integration.conftest import claim

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from deploy.bootstrap import seed_tenant
 from deploy.devstack import Stack
-from services.cli import seed_tenant
 
 
 @pytest.fixture
