@@ -115,6 +115,18 @@ class PaymentOverdue(EventPayload):
     action: str
 
 
+class ClaimCorrectionRejected(EventPayload):
+    """A corrected claim event the rules cannot plan: the claim goes on with its previous facts."""
+
+    event_type: ClassVar[str] = "ClaimCorrectionRejected"
+    topic_setting: ClassVar[str] = "topic_alerts"
+    event_sequence: int
+    fields: list[str]
+    reason: str
+    payer_name: str
+    stage: str
+
+
 class OpenNegotiationNoticeIssued(EventPayload):
     """A generated open negotiation notice, to be sent to the other party by the notifier."""
 
@@ -150,6 +162,7 @@ REGISTRY: dict[str, type[EventPayload]] = {
         DeadlineApproaching,
         DeadlineMissed,
         PaymentOverdue,
+        ClaimCorrectionRejected,
         OpenNegotiationNoticeIssued,
         OpenNegotiationNoticeDelivered,
     )

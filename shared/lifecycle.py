@@ -7,9 +7,28 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from shared.rules.calendar import FIRST_YEAR, LAST_YEAR
+
+CALENDAR_FIRST = date(FIRST_YEAR, 1, 1)
+CALENDAR_LAST = date(LAST_YEAR, 12, 31)
+
+
+def in_calendar(day: date) -> date:
+    """A date the business-day calendar can count from: anything else can never be planned."""
+    if not CALENDAR_FIRST <= day <= CALENDAR_LAST:
+        raise ValueError(
+            f"{day.isoformat()} is outside the business-day calendar "
+            f"({CALENDAR_FIRST.isoformat()}..{CALENDAR_LAST.isoformat()})"
+        )
+    return day
+
+
+# every date an action or a claim event carries: refused with 422 when no deadline could be planned
+CalendarDate = Annotated[date, AfterValidator(in_calendar)]
 
 
 class Stage(StrEnum):
@@ -45,6 +64,8 @@ TERMINAL = frozenset(
         Stage.CLOSED,
     }
 )
+# an exit that a late record or an extension can still undo, for the grace period
+RECOVERABLE = frozenset({Stage.FORFEITED})
 
 
 class Action(BaseModel):
@@ -58,28 +79,28 @@ A = TypeVar("A", bound=Action)
 
 
 class NoticeSent(Action):
-    sent_on: date
+    sent_on: CalendarDate
     recipient: str = Field(min_length=3, max_length=320)
     channel: Literal["email", "portal", "mail", "fax"] = "email"
 
 
 class OfferMade(Action):
     party: Literal["provider", "payer"]
-    offered_on: date
+    offered_on: CalendarDate
     amounts: dict[int, Decimal] = Field(min_length=1, description="line number -> offered amount")
 
 
 class Settlement(Action):
-    settled_on: date
+    settled_on: CalendarDate
     amount: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
 
 
 class ResponseNoticeReceived(Action):
-    received_on: date
+    received_on: CalendarDate
 
 
 class IdrInitiated(Action):
-    initiated_on: date
+    initiated_on: CalendarDate
     dispute_number: str = Field(
         min_length=3, max_length=40, description="the CMS dispute number, e.g. DISP-123456"
     )
@@ -87,29 +108,29 @@ class IdrInitiated(Action):
 
 
 class EntitySelected(Action):
-    selected_on: date
+    selected_on: CalendarDate
     entity: str = Field(min_length=1, max_length=200)
     by: Literal["joint", "departments"]
 
 
 class EligibilityObjection(Action):
-    raised_on: date
+    raised_on: CalendarDate
     reason: str = Field(min_length=1, max_length=2000)
 
 
 class EligibilityDecision(Action):
-    decided_on: date
+    decided_on: CalendarDate
     eligible: bool
     reason: str | None = Field(default=None, max_length=2000)
 
 
 class OfferSubmitted(Action):
-    submitted_on: date
+    submitted_on: CalendarDate
     amounts: dict[int, Decimal] = Field(min_length=1)
 
 
 class FeesPaid(Action):
-    paid_on: date
+    paid_on: CalendarDate
     administrative_fee: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
     idre_fee: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
 
@@ -124,31 +145,31 @@ class LineAward(BaseModel):
 
 
 class Determination(Action):
-    determined_on: date
+    determined_on: CalendarDate
     lines: list[LineAward] = Field(min_length=1)
     default: bool = False
 
 
 class PaymentReceived(Action):
-    received_on: date
+    received_on: CalendarDate
     amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
     source: Literal["manual", "835"] = "manual"
     reference: str | None = Field(default=None, max_length=200)
 
 
 class FeeRefundReceived(Action):
-    received_on: date
+    received_on: CalendarDate
     amount: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
 
 
 class ExtensionGranted(Action):
     deadline: str
-    new_date: date
+    new_date: CalendarDate
     reference: str = Field(min_length=1, max_length=500)
 
 
 class CoolingOffApplies(Action):
-    prior_determination_on: date
+    prior_determination_on: CalendarDate
 
 
 class Closing(Action):
@@ -160,7 +181,7 @@ class NegotiationInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tenant_id: str
     claim_id: str
-    started_on: date
+    started_on: CalendarDate
     period_end_at: str  # ISO instant (UTC) when the 30-business-day period ends
     line_numbers: list[int]
 
@@ -204,7 +225,7 @@ class MemberJoined(Action):
 
 
 class BatchOfferSubmitted(Action):
-    submitted_on: date
+    submitted_on: CalendarDate
     amounts: dict[str, dict[int, Decimal]] = Field(min_length=1, description="claim id -> line -> offer")
 
 
@@ -213,7 +234,7 @@ class BatchLineAward(LineAward):
 
 
 class BatchDetermination(Action):
-    determined_on: date
+    determined_on: CalendarDate
     lines: list[BatchLineAward] = Field(min_length=1)
     default: bool = False
 

@@ -6,8 +6,10 @@ and a calendar change can never break the replay of a running claim.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
@@ -21,12 +23,12 @@ from services.dispute.schemas import (
     AlertRequest,
     ClaimStatus,
     DeadlineView,
-    EmitRequest,
     Plan,
     PlanRequest,
+    RecordRequest,
     ReminderPlan,
 )
-from services.dispute.service import tenant_overrides
+from services.dispute.service import tenant_overrides, write_alert, write_record
 from shared.db import unit_of_work
 from shared.events import DeadlineApproaching, DeadlineMissed, Envelope, EventPayload, PaymentOverdue
 from shared.kafka.outbox import add_to_outbox
@@ -152,8 +154,14 @@ class DisputeActivities:
     async def plan_deadlines(self, req: PlanRequest) -> Plan:
         """Every deadline the claim's known dates start, after the tenant's overrides and the
         extensions granted for this claim, and the reminders of the deadlines asked for."""
-        s = self.settings
         tenant = await tenant_overrides(req.tenant_id, self.engine) if req.tenant_id else Overrides()
+        try:
+            return self._plan(req, tenant)
+        except Exception as exc:  # pure computation: the same input fails the same way every time
+            raise ApplicationError(_reason(exc), type="InvalidClaimDates", non_retryable=True) from exc
+
+    def _plan(self, req: PlanRequest, tenant: Overrides) -> Plan:
+        s = self.settings
         granted = tuple(
             Extension(
                 start=date(2000, 1, 1),
@@ -167,31 +175,26 @@ class DisputeActivities:
         )
         overrides = Overrides(closures=tenant.closures, extensions=tenant.extensions + granted)
         calendar = calendar_with(overrides.closures) if overrides.closures else self.calendar
-        try:
-            triggers = Triggers(
-                bill_sent_on=req.bill_sent_on,
-                initial_payment_received_on=req.initial_payment_received_on,
-                open_negotiation_started_on=req.open_negotiation_started_on,
-                idr_initiated_on=req.idr_initiated_on,
-                idre_selected_on=req.idre_selected_on,
-                determination_on=req.determination_on,
-                batched=req.batched,
-                state=req.state,
-            )
-            deadlines = dict(compute_schedule(triggers, overrides=overrides, calendar=calendar).deadlines)
-            if req.prior_determination_on:
-                prior = compute_schedule(
-                    Triggers(determination_on=req.prior_determination_on, state=req.state),
-                    overrides=overrides,
-                    calendar=calendar,
-                ).deadlines
-                held = prior["cooling_off_ends"]
-                deadlines["held_by_cooling_off_until"] = replace(held, name="held_by_cooling_off_until")
-                deadlines["post_cooling_off_initiation_deadline"] = prior[
-                    "post_cooling_off_initiation_deadline"
-                ]
-        except ValueError as exc:
-            raise ApplicationError(str(exc), type="InvalidClaimDates", non_retryable=True) from exc
+        triggers = Triggers(
+            bill_sent_on=req.bill_sent_on,
+            initial_payment_received_on=req.initial_payment_received_on,
+            open_negotiation_started_on=req.open_negotiation_started_on,
+            idr_initiated_on=req.idr_initiated_on,
+            idre_selected_on=req.idre_selected_on,
+            determination_on=req.determination_on,
+            batched=req.batched,
+            state=req.state,
+        )
+        deadlines = dict(compute_schedule(triggers, overrides=overrides, calendar=calendar).deadlines)
+        if req.prior_determination_on:
+            prior = compute_schedule(
+                Triggers(determination_on=req.prior_determination_on, state=req.state),
+                overrides=overrides,
+                calendar=calendar,
+            ).deadlines
+            held = prior["cooling_off_ends"]
+            deadlines["held_by_cooling_off_until"] = replace(held, name="held_by_cooling_off_until")
+            deadlines["post_cooling_off_initiation_deadline"] = prior["post_cooling_off_initiation_deadline"]
         views = [
             DeadlineView(
                 name=d.name,
@@ -217,23 +220,11 @@ class DisputeActivities:
         ]
         return Plan(deadlines=views, reminders=reminders)
 
-    async def _stage(self, envelope: Envelope) -> bool:
+    @activity.defn(name="record_claim")
+    async def record_claim(self, req: RecordRequest) -> int:
+        """Write the claim record and stage the events that announce it, in one transaction."""
         async with unit_of_work(self.engine) as session:
-            return await add_to_outbox(session, outbox, envelope)
-
-    @activity.defn(name="emit_event")
-    async def emit_event(self, req: EmitRequest) -> bool:
-        envelope = Envelope(
-            event_id=req.event_id,
-            event_type=req.event_type,
-            schema_version=1,
-            occurred_at=req.occurred_at,
-            tenant_id=req.tenant_id,
-            claim_id=req.claim_id,
-            payload=req.payload,
-        )
-        envelope.parse_payload()  # refuse a payload that does not match its event model
-        return await self._stage(envelope)
+            return await write_record(session, req)
 
     @activity.defn(name="emit_alert")
     async def emit_alert(self, req: AlertRequest) -> int:
@@ -295,8 +286,21 @@ class DisputeActivities:
             event_id=req.event_id,
             occurred_at=req.as_of,
         )
-        await self._stage(envelope)
+        summary = str(getattr(payload, "action", None) or getattr(payload, "consequence", ""))
+        kind = req.kind or ("missed" if req.missed else "reminder")
+        async with unit_of_work(self.engine) as session:
+            await add_to_outbox(session, outbox, envelope)
+            await write_alert(
+                session, envelope, kind=kind, summary=summary, deadline_name=d.name, due_on=d.due_on
+            )
         return left
 
-    def all(self) -> list[object]:
-        return [self.plan_deadlines, self.emit_event, self.emit_alert]
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.plan_deadlines, self.record_claim, self.emit_alert, self.fan_out_update]
+
+
+def _reason(exc: Exception) -> str:
+    """The rules' refusal in words a person can act on."""
+    if isinstance(exc, OverflowError):
+        return f"a date is too far from today for the calendar ({exc})"
+    return str(exc) or type(exc).__name__

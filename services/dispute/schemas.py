@@ -19,12 +19,21 @@ class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ClaimLifecycleInput(Contract):
+class Tolerant(BaseModel):
+    """A contract carried across workflow runs and releases: a field the code no longer knows is
+    ignored (removed fields), a field the blob lacks takes its default (added fields)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ClaimLifecycleInput(Tolerant):
     tenant_id: str
     claim_id: str
     state: ClaimState | None = None  # set by continue-as-new
     payment_escalation_days: int = 7  # PaymentOverdue repeats this often until paid or closed
     negotiation_task_queue: str = "negotiation"
+    forfeiture_grace_days: int = 120  # a forfeited claim can be revived this long
+    history_event_limit: int = 0  # continue-as-new past this many history events (0: when suggested)
 
 
 class ClaimEventSignal(Contract):
@@ -35,7 +44,7 @@ class ClaimEventSignal(Contract):
     facts: ClaimAdjudicated
 
 
-class DeadlineView(Contract):
+class DeadlineView(Tolerant):
     name: str
     due_on: date
     due_at: datetime
@@ -70,7 +79,7 @@ class Plan(Contract):
     reminders: list[ReminderPlan]
 
 
-class EmitRequest(Contract):
+class EmitRequest(Tolerant):
     """An event to stage in the dispute outbox; the id is deterministic, so a retry cannot duplicate."""
 
     event_id: UUID
@@ -93,6 +102,7 @@ class AlertRequest(Contract):
     stage: str
     missed: bool = False
     overdue: PaymentPosition | None = None  # a PaymentOverdue escalation instead of a deadline alert
+    kind: str = ""  # reminder-5, missed, overdue-2: as recorded on the claim
 
 
 class PaymentPosition(Contract):
@@ -102,14 +112,16 @@ class PaymentPosition(Contract):
     escalation_level: int
 
 
-class Transition(Contract):
+class Transition(Tolerant):
     stage: str
     at: datetime
     reason: str
     by: str = "system"
+    previous_stage: str | None = None
+    changes: dict[str, Any] | None = None  # what a correction changed: field -> [old, new]
 
 
-class SentReminder(Contract):
+class SentReminder(Tolerant):
     deadline: str
     due_on: date | None = None
     business_days_before: int
@@ -117,11 +129,13 @@ class SentReminder(Contract):
     event_id: UUID
 
 
-class ActionRecord(Contract):
+class ActionRecord(Tolerant):
     action: str
     at: datetime
     actor: str
     details: dict[str, Any]
+    outcome: str = "applied"  # applied | rejected
+    idempotency_key: str | None = None  # the Temporal update id (from the Idempotency-Key header)
 
 
 class ClaimStatus(Contract):
@@ -143,6 +157,58 @@ class ClaimStatus(Contract):
     amount_received: Decimal = Decimal("0")
     payment_escalations: int = 0
     facts: ClaimAdjudicated | None = None  # what the claim event said (no patient data)
+    final: bool = False  # the workflow has ended (read from the claim record)
+    closed_at: datetime | None = None
+    amount_at_stake: Decimal | None = None  # what the provider can still recover
+    updated_at: datetime | None = None
+
+
+class ClaimSummary(Contract):
+    """One row of the worklist (``GET /v1/claims``), read from ``dispute.claims``."""
+
+    claim_id: str
+    stage: str
+    final: bool
+    payer_name: str | None
+    provider_npi: str | None
+    provider_tin: str | None
+    state: str | None
+    service_codes: list[str]
+    next_deadline_name: str | None
+    next_deadline_on: date | None
+    next_deadline_at: datetime | None
+    amount_billed: Decimal
+    amount_initially_paid: Decimal
+    amount_owed: Decimal | None
+    amount_received: Decimal
+    amount_at_stake: Decimal
+    dispute_number: str | None
+    idr_entity: str | None
+    updated_at: datetime
+
+
+class ClaimPage(Contract):
+    """A page of the worklist, most urgent first; pass ``next_cursor`` back for the next page."""
+
+    items: list[ClaimSummary]
+    next_cursor: str | None
+
+
+class TimelineEntry(Contract):
+    """One entry of a claim's audit timeline: a transition, an action (applied or rejected), a
+    deadline planned or superseded, or an alert."""
+
+    at: datetime
+    kind: str  # transition | action | action_rejected | deadline_planned | deadline_superseded | alert
+    summary: str
+    actor: str | None = None
+    details: dict[str, Any] = {}
+
+
+class ClaimTimeline(Contract):
+    claim_id: str
+    entries: list[TimelineEntry]
+    final: bool = False  # the lifecycle has ended (a forfeited claim stays revivable until then)
 
 
 class DeadlineOut(Contract):
@@ -170,8 +236,18 @@ class BatchRequest(Contract):
     bundled: bool = False
 
 
-class ClaimState(Contract):
-    """Everything the lifecycle workflow knows: carried whole across continue-as-new."""
+class Forfeit(Tolerant):
+    """Which cut-off forfeited the claim, from which stage: what a revival needs."""
+
+    deadline: str
+    due_on: date
+    stage_before: str
+    at: datetime
+
+
+class ClaimState(Tolerant):
+    """Everything the lifecycle workflow knows: carried whole across continue-as-new. Tolerant of
+    added and removed fields, so the state of a previous release loads (tested)."""
 
     tenant_id: str
     claim_id: str
@@ -196,6 +272,55 @@ class ClaimState(Contract):
     fee_refund_received: bool = False
     payment_escalations: int = 0
     pending_events: list[EmitRequest] = []
+    incoming_facts: ClaimAdjudicated | None = None  # a correction not yet planned
+    rejected_sequence: int = 0  # the latest claim event the rules refused
+    forfeit: Forfeit | None = None  # set while forfeited and revivable
+    final: bool = False  # the lifecycle has ended for good
+    applied_updates: list[str] = []  # update ids applied (the latest few hundred): a retry is a no-op
+    record_seq: int = 0  # writes of the claim record, so a stale write never wins
+    recorded_transitions: int = 0
+    recorded_actions: int = 0
+
+
+class LineRecord(Contract):
+    line_number: int
+    provider_offer: Decimal | None = None
+    payer_offer: Decimal | None = None
+    determined_amount: Decimal | None = None
+    prevailing_party: str | None = None
+
+
+class NumberedTransition(Transition):
+    seq: int
+
+
+class NumberedAction(ActionRecord):
+    seq: int
+
+
+class RecordRequest(Contract):
+    """One write of the claim record: the current row, what is new since the last write, and the
+    events that announce it, in one transaction (so the record is never behind Kafka)."""
+
+    record_seq: int
+    tenant_id: str
+    claim_id: str
+    at: datetime
+    stage: str
+    final: bool
+    facts: ClaimAdjudicated | None
+    dates: dict[str, date]
+    deadlines: list[DeadlineView]
+    next_deadline: DeadlineView | None
+    amount_owed: Decimal | None
+    amount_received: Decimal
+    payment_escalations: int
+    dispute_number: str | None
+    idr_entity: str | None
+    lines: list[LineRecord]
+    transitions: list[NumberedTransition]
+    actions: list[NumberedAction]
+    events: list[EmitRequest]
 
 
 ClaimLifecycleInput.model_rebuild()

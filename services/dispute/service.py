@@ -1,18 +1,260 @@
-"""Domain operations of the dispute service: the tenant's calendar overrides."""
+"""Domain operations of the dispute service: writing the claim record (with the outbox rows that
+announce each change, in one transaction), the tenant's calendar overrides, a claim's live status."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.client import Client
 
-from services.dispute.models import calendar_overrides
-from services.dispute.schemas import ClaimStatus
+from services.dispute.models import (
+    calendar_overrides,
+    claim_actions,
+    claim_alerts,
+    claim_deadlines,
+    claim_lines,
+    claim_transitions,
+    claims,
+    outbox,
+)
+from services.dispute.schemas import ClaimStatus, RecordRequest
 from shared.db import get_engine, unit_of_work
+from shared.events import Envelope, topic_for
 from shared.http import Problem
+from shared.kafka.outbox import add_to_outbox
 from shared.rules.calendar import Overrides
 from shared.rules.overrides import OverrideIn, to_overrides
+from shared.settings import get_settings
 from shared.temporal import claim_workflow_id, query_workflow
+
+
+def _at_stake(req: RecordRequest, billed: Decimal, paid: Decimal) -> Decimal:
+    """What the provider can still recover: the unpaid award, else what the plan did not pay."""
+    if req.amount_owed is not None:
+        return max(req.amount_owed - req.amount_received, Decimal(0))
+    return max(billed - paid, Decimal(0))
+
+
+async def write_record(session: AsyncSession, req: RecordRequest) -> int:
+    """Write one change of a claim's record and stage its events, in the caller's transaction.
+    Idempotent: rows carry natural keys, and the claim row only moves forward (``record_seq``)."""
+    facts = req.facts
+    lines = facts.lines if facts else []
+    billed = sum((line.billed for line in lines), Decimal(0))
+    paid = sum((line.paid for line in lines), Decimal(0))
+    nxt = req.next_deadline
+    row: dict[str, Any] = {
+        "record_seq": req.record_seq,
+        "stage": req.stage,
+        "final": req.final,
+        "payer_name": facts.payer_name if facts else None,
+        "plan_type": facts.plan_type if facts else None,
+        "provider_npi": facts.provider_npi if facts else None,
+        "provider_tin": facts.provider_tin if facts else None,
+        "state": facts.state if facts else None,
+        "service_category": facts.service_category if facts else None,
+        "service_codes": sorted({line.service_code for line in lines}),
+        "event_sequence": facts.event_sequence if facts else None,
+        "next_deadline_name": nxt.name if nxt and not req.final else None,
+        "next_deadline_on": nxt.due_on if nxt and not req.final else None,
+        "next_deadline_at": nxt.due_at if nxt and not req.final else None,
+        "amount_billed": billed,
+        "amount_initially_paid": paid,
+        "amount_owed": req.amount_owed,
+        "amount_received": req.amount_received,
+        "amount_at_stake": _at_stake(req, billed, paid),
+        "dispute_number": req.dispute_number,
+        "idr_entity": req.idr_entity,
+        "payment_escalations": req.payment_escalations,
+        "dates": {k: v.isoformat() for k, v in req.dates.items()},
+        "facts": facts.model_dump(mode="json") if facts else None,
+        "updated_at": req.at,
+        "closed_at": req.at if req.final else None,
+    }
+    stmt = pg_insert(claims).values(
+        tenant_id=req.tenant_id,
+        claim_id=req.claim_id,
+        workflow_id=f"claim:{req.tenant_id}:{req.claim_id}",
+        created_at=req.at,
+        **row,
+    )
+    result = await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[claims.c.tenant_id, claims.c.claim_id],
+            set_=row,
+            where=claims.c.record_seq < stmt.excluded.record_seq,
+        )
+    )
+    key = {"tenant_id": req.tenant_id, "claim_id": req.claim_id}
+    if getattr(result, "rowcount", 0):  # the newest write: lines and deadlines in force follow it
+        by_number = {x.line_number: x for x in req.lines}
+        for line in lines:
+            extra = by_number.get(line.line_number)
+            values = {
+                "service_code": line.service_code,
+                "code_system": line.code_system,
+                "service_date": line.service_date,
+                "billed": line.billed,
+                "paid": line.paid,
+                "qpa": line.qpa,
+                "provider_offer": extra.provider_offer if extra else None,
+                "payer_offer": extra.payer_offer if extra else None,
+                "determined_amount": extra.determined_amount if extra else None,
+                "prevailing_party": extra.prevailing_party if extra else None,
+            }
+            ins = pg_insert(claim_lines).values(**key, line_number=line.line_number, **values)
+            await session.execute(
+                ins.on_conflict_do_update(
+                    index_elements=[
+                        claim_lines.c.tenant_id,
+                        claim_lines.c.claim_id,
+                        claim_lines.c.line_number,
+                    ],
+                    set_=values,
+                )
+            )
+        await session.execute(
+            delete(claim_lines).where(
+                claim_lines.c.tenant_id == req.tenant_id,
+                claim_lines.c.claim_id == req.claim_id,
+                claim_lines.c.line_number.not_in([line.line_number for line in lines] or [-1]),
+            )
+        )
+        await _write_deadlines(session, req)
+    for t in req.transitions:
+        await session.execute(
+            pg_insert(claim_transitions)
+            .values(
+                **key,
+                seq=t.seq,
+                stage=t.stage,
+                previous_stage=t.previous_stage,
+                at=t.at,
+                reason=t.reason,
+                actor=t.by,
+                changes=t.changes,
+            )
+            .on_conflict_do_nothing()
+        )
+    for a in req.actions:
+        await session.execute(
+            pg_insert(claim_actions)
+            .values(
+                **key,
+                seq=a.seq,
+                action=a.action,
+                at=a.at,
+                actor=a.actor,
+                outcome=a.outcome,
+                idempotency_key=a.idempotency_key,
+                details=a.details,
+            )
+            .on_conflict_do_nothing()
+        )
+    alerts_topic = get_settings().topic_alerts
+    for e in req.events:
+        envelope = Envelope(
+            event_id=e.event_id,
+            event_type=e.event_type,
+            schema_version=1,
+            occurred_at=e.occurred_at,
+            tenant_id=e.tenant_id,
+            claim_id=e.claim_id,
+            payload=e.payload,
+        )
+        envelope.parse_payload()  # refuse a payload that does not match its event model
+        await add_to_outbox(session, outbox, envelope)
+        if topic_for(e.event_type) == alerts_topic:
+            kind = "correction-rejected" if e.event_type == "ClaimCorrectionRejected" else e.event_type
+            await write_alert(session, envelope, kind=kind, summary=str(e.payload.get("reason", "")))
+    return req.record_seq
+
+
+async def _write_deadlines(session: AsyncSession, req: RecordRequest) -> None:
+    """Every deadline planned stays on record; the ones no longer in force are marked superseded."""
+    table = claim_deadlines
+    mine = and_(table.c.tenant_id == req.tenant_id, table.c.claim_id == req.claim_id)
+    current = {(d.name, d.due_on) for d in req.deadlines}
+    in_force = (
+        await session.execute(
+            select(table.c.name, table.c.due_on).where(mine, table.c.superseded_at.is_(None))
+        )
+    ).all()
+    stale = [(r.name, r.due_on) for r in in_force if (r.name, r.due_on) not in current]
+    for name, due_on in stale:
+        await session.execute(
+            update(table)
+            .where(mine, table.c.name == name, table.c.due_on == due_on)
+            .values(superseded_at=req.at)
+        )
+    known = {(r.name, r.due_on) for r in in_force}
+    for d in req.deadlines:
+        if (d.name, d.due_on) in known:
+            continue
+        values = {
+            "due_at": d.due_at,
+            "rule_id": d.rule_id,
+            "rule_set": d.rule_set,
+            "explanation": d.explanation,
+            "planned_at": req.at,
+            "superseded_at": None,
+        }
+        ins = pg_insert(table).values(
+            tenant_id=req.tenant_id, claim_id=req.claim_id, name=d.name, due_on=d.due_on, **values
+        )
+        await session.execute(
+            ins.on_conflict_do_update(
+                index_elements=[table.c.tenant_id, table.c.claim_id, table.c.name, table.c.due_on],
+                set_=values,
+            )
+        )
+
+
+async def write_alert(
+    session: AsyncSession,
+    envelope: Envelope,
+    *,
+    kind: str,
+    summary: str,
+    deadline_name: str | None = None,
+    due_on: Any = None,
+) -> None:
+    """The alert on the claim's record, with the outbox row that sends it (the caller's transaction)."""
+    await session.execute(
+        pg_insert(claim_alerts)
+        .values(
+            event_id=envelope.event_id,
+            tenant_id=envelope.tenant_id,
+            claim_id=envelope.claim_id,
+            event_type=envelope.event_type,
+            kind=kind,
+            deadline_name=deadline_name,
+            due_on=due_on,
+            at=envelope.occurred_at,
+            summary=summary,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def final_claim(session: AsyncSession, tenant_id: str, claim_id: str) -> datetime | None:
+    """When the claim's lifecycle ended, if it has (from the record)."""
+    row = (
+        await session.execute(
+            select(claims.c.final, claims.c.closed_at, claims.c.updated_at).where(
+                claims.c.tenant_id == tenant_id, claims.c.claim_id == claim_id
+            )
+        )
+    ).first()
+    if row is None or not row.final:
+        return None
+    closed: datetime = row.closed_at or row.updated_at
+    return closed
 
 
 async def list_overrides(tenant_id: str, engine: AsyncEngine | None = None) -> list[tuple[int, OverrideIn]]:

@@ -20,5 +20,5 @@ def build_worker(client: Client, engine: AsyncEngine, settings: Settings) -> Wor
         client,
         task_queue=settings.dispute_task_queue,
         workflows=WORKFLOWS,
-        activities=[acts.plan_deadlines, acts.emit_event, acts.emit_alert, acts.fan_out_update],
+        activities=acts.all(),
     )

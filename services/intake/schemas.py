@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.lifecycle import CalendarDate
 from shared.rules.eligibility import PlanType, ServiceCategory
 
 US_STATES = frozenset(
@@ -94,13 +95,13 @@ class ClaimIn(Strict):
     patient: Patient | None = None
     service_category: ServiceCategory
     state: Annotated[str, StringConstraints(to_upper=True)]
-    bill_sent_on: date | None = None
-    initial_payment_received_on: date | None = Field(
+    bill_sent_on: CalendarDate | None = None
+    initial_payment_received_on: CalendarDate | None = Field(
         default=None,
         description="Day the initial payment or notice of denial arrived; leave out while waiting for it "
         "(then bill_sent_on is required and the plan's 30-day clock is tracked)",
     )
-    open_negotiation_started_on: date | None = Field(
+    open_negotiation_started_on: CalendarDate | None = Field(
         default=None,
         description="Day the open negotiation notice was sent, if before the claim reached idrflow",
     )

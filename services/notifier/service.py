@@ -8,10 +8,21 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from shared.events import DeadlineApproaching, DeadlineMissed, Envelope, PaymentOverdue
+from shared.events import (
+    ClaimCorrectionRejected,
+    DeadlineApproaching,
+    DeadlineMissed,
+    Envelope,
+    PaymentOverdue,
+)
 from shared.settings import Settings
 
-ALERT_TYPES = (DeadlineApproaching.event_type, DeadlineMissed.event_type, PaymentOverdue.event_type)
+ALERT_TYPES = (
+    DeadlineApproaching.event_type,
+    DeadlineMissed.event_type,
+    PaymentOverdue.event_type,
+    ClaimCorrectionRejected.event_type,
+)
 
 DEADLINE_LABELS = {
     "open_negotiation_initiation_deadline": "Open negotiation must start",
@@ -48,6 +59,26 @@ def _slack(text: str) -> str:
 
 def render_alert(env: Envelope, settings: Settings) -> AlertMessage:
     payload = env.parse_payload()
+    if isinstance(payload, ClaimCorrectionRejected):
+        return _render(
+            env,
+            settings,
+            {
+                "headline": f"CORRECTION REJECTED: claim event {payload.event_sequence}",
+                "payer_name": payload.payer_name,
+                "deadline_label": "Claim correction",
+                "deadline_name": ", ".join(payload.fields) or "claim",
+                "due_on": "-",
+                "business_days_left": None,
+                "stage": payload.stage,
+                "action": (
+                    "Fix the claim in the source system and send a corrected claim event; until then the "
+                    "claim keeps its previous facts and deadlines."
+                ),
+                "explanation": payload.reason,
+                "missed": True,
+            },
+        )
     if not isinstance(payload, DeadlineApproaching | DeadlineMissed | PaymentOverdue):
         raise ValueError(f"{env.event_type} is not an alert")
     label = DEADLINE_LABELS.get(payload.deadline_name, payload.deadline_name.replace("_", " ").capitalize())
@@ -74,24 +105,41 @@ def render_alert(env: Envelope, settings: Settings) -> AlertMessage:
         headline = f"{label} {when} ({payload.due_on.isoformat()})"
         action = payload.action
         explanation = payload.explanation
+    return _render(
+        env,
+        settings,
+        {
+            "headline": headline,
+            "payer_name": payload.payer_name,
+            "deadline_label": label,
+            "deadline_name": payload.deadline_name,
+            "due_on": payload.due_on.isoformat(),
+            "business_days_left": left,
+            "stage": payload.stage,
+            "action": action,
+            "explanation": explanation,
+            "missed": missed,
+        },
+    )
+
+
+def _render(env: Envelope, settings: Settings, fields: dict[str, Any]) -> AlertMessage:
+    """Every channel's wording from one context (email text and HTML, Slack blocks)."""
     context = {
-        "headline": headline,
+        **fields,
         "claim_id": env.claim_id,
-        "payer_name": payload.payer_name,
-        "deadline_label": label,
-        "deadline_name": payload.deadline_name,
-        "due_on": payload.due_on.isoformat(),
-        "business_days_left": left,
-        "stage": payload.stage,
-        "action": action,
-        "explanation": explanation,
-        "missed": missed,
         "event_id": str(env.event_id),
         "status_url": f"{settings.dashboard_base_url}/v1/claims/{env.claim_id}",
     }
-    subject = f"[idrflow] {headline}: claim {env.claim_id}, {payload.payer_name}"
+    headline, missed, action, explanation = (
+        context["headline"],
+        context["missed"],
+        context["action"],
+        context["explanation"],
+    )
+    subject = f"[idrflow] {headline}: claim {env.claim_id}, {context['payer_name']}"
     icon = ":red_circle:" if missed else ":alarm_clock:"
-    payer = _slack(payload.payer_name)
+    payer = _slack(context["payer_name"])
     slack_text = f"{icon} *{_slack(headline)}*: claim `{env.claim_id}`, {payer}"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": slack_text}},
@@ -100,8 +148,8 @@ def render_alert(env: Envelope, settings: Settings) -> AlertMessage:
             "fields": [
                 {"type": "mrkdwn", "text": f"*Claim*\n{env.claim_id}"},
                 {"type": "mrkdwn", "text": f"*Payer*\n{payer}"},
-                {"type": "mrkdwn", "text": f"*Due*\n{payload.due_on.isoformat()}"},
-                {"type": "mrkdwn", "text": f"*Stage*\n{payload.stage}"},
+                {"type": "mrkdwn", "text": f"*Due*\n{context['due_on']}"},
+                {"type": "mrkdwn", "text": f"*Stage*\n{context['stage']}"},
             ],
         },
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*What to do:* {_slack(action)}"}},

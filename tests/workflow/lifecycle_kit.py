@@ -25,6 +25,7 @@ from services.dispute.schemas import (
     EmitRequest,
     Plan,
     PlanRequest,
+    RecordRequest,
 )
 from services.dispute.workflows import ClaimLifecycleWorkflow, IdrBatchWorkflow
 from services.negotiation.workflows import OpenNegotiationWorkflow
@@ -42,6 +43,7 @@ class Recorder:
         self.alerts: list[AlertRequest] = []
         self.events: list[EmitRequest] = []
         self.plans: list[PlanRequest] = []
+        self.records: list[RecordRequest] = []
         self.real = DisputeActivities(engine=None, settings=Settings(), calendar=CAL)  # type: ignore[arg-type]
 
     def activities(self) -> list[object]:
@@ -56,12 +58,13 @@ class Recorder:
             self.alerts.append(req)
             return CAL.business_days_between(req.as_of.astimezone(NY).date(), req.deadline.due_on)
 
-        @activity.defn(name="emit_event")
-        async def emit_event(req: EmitRequest) -> bool:
-            self.events.append(req)
-            return True
+        @activity.defn(name="record_claim")
+        async def record_claim(req: RecordRequest) -> int:
+            self.records.append(req)
+            self.events.extend(e for e in req.events if e.event_id not in {x.event_id for x in self.events})
+            return req.record_seq
 
-        return [plan_deadlines, emit_alert, emit_event]
+        return [plan_deadlines, emit_alert, record_claim]
 
     def missed(self) -> list[str]:
         return [a.deadline.name for a in self.alerts if a.missed]
@@ -70,7 +73,7 @@ class Recorder:
         return [a for a in self.alerts if a.overdue is not None]
 
     def stages(self) -> list[str]:
-        return [str(e.payload["stage"]) for e in self.events]
+        return [str(e.payload["stage"]) for e in self.events if e.event_type == "ClaimStageChanged"]
 
 
 def facts(claim_id: str, received: date, paid: list[str], sequence: int = 1) -> ClaimAdjudicated:

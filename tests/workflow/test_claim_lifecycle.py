@@ -63,8 +63,10 @@ async def test_crosses_the_30_business_day_deadline_and_sees_every_reminder(
     assert len(missed) == 1 and missed[0].as_of.astimezone(NY).date() == due + timedelta(days=1)
     # distinct, deterministic event ids
     assert len({a.event_id for a in rec.alerts}) == 5
-    assert [t.stage for t in status.transitions] == ["open_negotiation_window", "forfeited"]
-    assert [e.payload["stage"] for e in rec.events] == ["open_negotiation_window", "forfeited"]
+    # forfeited at the cut-off, then final once the grace period passed with no extension
+    assert [t.stage for t in status.transitions] == ["open_negotiation_window", "forfeited", "forfeited"]
+    assert "final" in status.transitions[-1].reason and status.final
+    assert [e.payload["stage"] for e in rec.events] == ["open_negotiation_window", "forfeited", "forfeited"]
     assert [r.business_days_before for r in status.reminders_sent] == [5, 2, 1, 0]
     assert rec.plans[0].tenant_id == "t1" and rec.plans[0].state == "TX"  # overrides are the tenant's
 

@@ -1,0 +1,146 @@
+"""The claim workflow's clock: durable timers for reminders and cut-offs, the alerts they send and
+the payment escalation. Deterministic; alerts are written by an activity (record + outbox)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from services.dispute.schemas import (
+        AlertRequest,
+        ClaimState,
+        DeadlineView,
+        PaymentPosition,
+        ReminderPlan,
+        SentReminder,
+    )
+    from shared.events import deterministic_event_id
+    from shared.rules.calendar import new_york_date
+    from shared.temporal import claim_workflow_id
+
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+
+
+def deadline_key(d: DeadlineView) -> str:
+    return f"{d.name}@{d.due_on.isoformat()}"
+
+
+class ClaimClock:
+    """Mixed into the claim workflow: timers wake early when ``self.version`` changes."""
+
+    s: ClaimState
+    version: int
+    escalation_days: int
+    _reminders: list[ReminderPlan]
+
+    def _details(self) -> None:  # provided by the workflow
+        raise NotImplementedError
+
+    def _wid(self) -> str:
+        return claim_workflow_id(self.s.tenant_id, self.s.claim_id)
+
+    async def _alert(
+        self, deadline: DeadlineView, reminder: ReminderPlan | None, overdue: PaymentPosition | None = None
+    ) -> None:
+        s = self.s
+        assert s.facts is not None
+        if overdue is not None:
+            kind = f"overdue-{overdue.escalation_level}"
+        else:
+            kind = "missed" if reminder is None else f"reminder-{reminder.business_days_before}"
+        event_id = deterministic_event_id(
+            self._wid(), "alert", deadline.name, deadline.due_on.isoformat(), kind
+        )
+        now = workflow.now()
+        await workflow.execute_activity(
+            "emit_alert",
+            AlertRequest(
+                event_id=event_id,
+                tenant_id=s.tenant_id,
+                claim_id=s.claim_id,
+                as_of=now,
+                deadline=deadline,
+                payer_name=s.facts.payer_name,
+                stage=s.stage,
+                missed=reminder is None and overdue is None,
+                overdue=overdue,
+                kind=kind,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+            result_type=int,
+        )
+        if reminder is not None:
+            s.reminders_sent.append(
+                SentReminder(
+                    deadline=deadline.name,
+                    due_on=deadline.due_on,
+                    business_days_before=reminder.business_days_before,
+                    sent_at=now,
+                    event_id=event_id,
+                )
+            )
+
+    async def _sleep_until(self, when: datetime, version: int) -> bool:
+        """Sleep on a durable timer until ``when``; True if something changed first."""
+        delay = when - workflow.now()
+        if delay <= timedelta(0):
+            return self.version != version
+        try:
+            await workflow.wait_condition(lambda: self.version != version, timeout=delay)
+            return True
+        except TimeoutError:
+            return self.version != version
+
+    async def _run_clock(self, deadline: DeadlineView, version: int) -> bool:
+        """Send each reminder when due, then wait for the cut-off. True if re-planning is needed."""
+        reminders = [r for r in self._reminders if r.deadline == deadline.name]
+        sent = {
+            r.business_days_before
+            for r in self.s.reminders_sent
+            if r.deadline == deadline.name and r.due_on == deadline.due_on
+        }
+        pending = [r for r in reminders if r.business_days_before not in sent]
+        now = workflow.now()
+        overdue = [r for r in pending if r.fire_at <= now]
+        closest_sent = min(sent, default=None)
+        if (
+            overdue
+            and now < deadline.due_at
+            and (closest_sent is None or overdue[-1].business_days_before < closest_sent)
+        ):
+            # the claim arrived late: one alert now with the true time left, not a burst of stale ones
+            await self._alert(deadline, overdue[-1])
+            self._details()
+        for reminder in (r for r in pending if r.fire_at > now):
+            if await self._sleep_until(reminder.fire_at, version):
+                return True
+            await self._alert(deadline, reminder)
+            self._details()
+        # due_at is the last timely second (23:59:59 local); the deadline is missed once it has passed
+        return await self._sleep_until(deadline.due_at + timedelta(seconds=1), version)
+
+    async def _escalate_payment(self, d: DeadlineView, version: int) -> bool:
+        """After the payment deadline: PaymentOverdue now and every few days until paid or closed.
+        True when an escalation was sent."""
+        s = self.s
+        level = s.payment_escalations
+        when = d.due_at + timedelta(seconds=1) + timedelta(days=self.escalation_days * level)
+        if await self._sleep_until(when, version):
+            return False
+        s.payment_escalations += 1
+        owed = s.amount_owed or Decimal(0)
+        position = PaymentPosition(
+            amount_owed=owed,
+            amount_received=s.amount_received,
+            days_overdue=max((new_york_date(workflow.now()) - d.due_on).days, 1),
+            escalation_level=s.payment_escalations,
+        )
+        await self._alert(d, None, overdue=position)
+        self._details()
+        return True
