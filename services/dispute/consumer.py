@@ -11,6 +11,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput
+from services.dispute.service import final_claim, record_late_event
 from services.dispute.workflows import ClaimLifecycleWorkflow
 from shared.events import ClaimAdjudicated, Envelope
 from shared.settings import Settings
@@ -32,6 +33,11 @@ class ClaimEventHandler:
             return
         facts = ClaimAdjudicated.model_validate(env.payload)
         workflow_id = claim_workflow_id(env.tenant_id, env.claim_id)
+        if await final_claim(session, env.tenant_id, env.claim_id) is not None:
+            # the record outlives the workflow: a late event never starts a second lifecycle
+            await record_late_event(session, env, facts.event_sequence)
+            log.warning("claim %s has ended; event %s recorded, not applied", workflow_id, env.event_id)
+            return
         try:
             await self.client.start_workflow(
                 ClaimLifecycleWorkflow.run,
@@ -58,6 +64,7 @@ class ClaimEventHandler:
             )
         except WorkflowAlreadyStartedError:
             # the claim's workflow has closed (e.g. forfeited): a late event cannot reopen it
+            await record_late_event(session, env, facts.event_sequence)
             log.warning(
                 "claim workflow %s is closed; event %s recorded but not applied", workflow_id, env.event_id
             )

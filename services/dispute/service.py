@@ -257,6 +257,35 @@ async def final_claim(session: AsyncSession, tenant_id: str, claim_id: str) -> d
     return closed
 
 
+async def record_late_event(session: AsyncSession, env: Envelope, event_sequence: int) -> None:
+    """A claim event that arrived after the claim's lifecycle ended: on its record, not applied."""
+    from sqlalchemy import func
+
+    mine = and_(claim_actions.c.tenant_id == env.tenant_id, claim_actions.c.claim_id == env.claim_id)
+    seq = (
+        await session.execute(select(func.coalesce(func.max(claim_actions.c.seq), 0)).where(mine))
+    ).scalar_one()
+    await session.execute(
+        pg_insert(claim_actions)
+        .values(
+            tenant_id=env.tenant_id,
+            claim_id=env.claim_id,
+            seq=int(seq) + 1,
+            action="claim_event_after_close",
+            at=env.occurred_at,
+            actor=f"claim event {event_sequence}",
+            outcome="rejected",
+            idempotency_key=str(env.event_id),
+            details={
+                "event_id": str(env.event_id),
+                "event_sequence": event_sequence,
+                "reason": "the claim has ended",
+            },
+        )
+        .on_conflict_do_nothing()
+    )
+
+
 async def list_overrides(tenant_id: str, engine: AsyncEngine | None = None) -> list[tuple[int, OverrideIn]]:
     async with (engine or get_engine()).connect() as conn:
         rows = (
@@ -300,14 +329,83 @@ async def add_override(tenant_id: str, override: OverrideIn, engine: AsyncEngine
     return int(new_id)
 
 
-async def remove_override(tenant_id: str, override_id: int, engine: AsyncEngine | None = None) -> bool:
+async def remove_override(
+    tenant_id: str, override_id: int, engine: AsyncEngine | None = None
+) -> OverrideIn | None:
+    """Delete one override; what it said, or None when the tenant has no such override."""
     async with unit_of_work(engine) as session:
-        result = await session.execute(
-            delete(calendar_overrides).where(
-                calendar_overrides.c.tenant_id == tenant_id, calendar_overrides.c.id == override_id
+        row = (
+            await session.execute(
+                delete(calendar_overrides)
+                .where(calendar_overrides.c.tenant_id == tenant_id, calendar_overrides.c.id == override_id)
+                .returning(*calendar_overrides.c)
             )
+        ).first()
+    if row is None:
+        return None
+    return OverrideIn(
+        kind=row.kind,
+        start=row.start,
+        end=row.end,
+        name=row.name,
+        reference=row.reference,
+        moves_to=row.moves_to,
+        deadlines=row.deadlines,
+        states=row.states,
+    )
+
+
+async def affected_claims(
+    tenant_id: str, override: OverrideIn, engine: AsyncEngine | None = None
+) -> list[str]:
+    """The tenant's open claims whose deadlines an override can move: a closure moves business-day
+    deadlines due on or after its first day; an extension moves deadlines inside its range."""
+    d = claim_deadlines
+    due = d.c.due_on >= override.start
+    if override.kind == "extension":
+        due = and_(due, d.c.due_on <= override.end)
+    if override.deadlines:
+        due = and_(due, d.c.name.in_(list(override.deadlines)))
+    query = (
+        select(claims.c.claim_id)
+        .where(claims.c.tenant_id == tenant_id, claims.c.final.is_(False))
+        .where(
+            select(d.c.name)
+            .where(
+                d.c.tenant_id == claims.c.tenant_id,
+                d.c.claim_id == claims.c.claim_id,
+                d.c.superseded_at.is_(None),
+                due,
+            )
+            .exists()
         )
-    return bool(getattr(result, "rowcount", 0))
+    )
+    if override.states:
+        query = query.where(claims.c.state.in_(list(override.states)))
+    async with (engine or get_engine()).connect() as conn:
+        return [r.claim_id for r in (await conn.execute(query)).all()]
+
+
+async def replan_claims(client: Client, tenant_id: str, claim_ids: list[str], concurrency: int = 20) -> int:
+    """Tell each claim's workflow that the calendar changed; how many were told (a claim whose
+    workflow has ended meanwhile is skipped)."""
+    import asyncio
+
+    from temporalio.service import RPCError
+
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(claim_id: str) -> bool:
+        async with gate:
+            try:
+                await client.get_workflow_handle(claim_workflow_id(tenant_id, claim_id)).signal(
+                    "calendar_changed"
+                )
+                return True
+            except RPCError:
+                return False
+
+    return sum(await asyncio.gather(*(one(c) for c in claim_ids)))
 
 
 async def claim_status(

@@ -699,6 +699,16 @@ class ClaimLifecycleWorkflow(ClaimClock, ClaimChecks):
             ]
         )
 
+    def _revive_if_moved(self) -> None:
+        """A forfeited claim whose missed deadline a calendar change or blanket extension moved
+        later (``/v1/rules/overrides``) is back in its window."""
+        s, f = self.s, self.s.forfeit
+        if s.stage != Stage.FORFEITED or f is None or s.final:
+            return
+        d = s.deadlines.get(f.deadline)
+        if d is not None and d.due_on > f.due_on:
+            self._revive(f"{f.deadline} moved from {f.due_on.isoformat()} to {d.due_on.isoformat()}", None)
+
     def _revive(self, reason: str, by: Action | None) -> None:
         f = self.s.forfeit
         assert f is not None
@@ -1015,6 +1025,8 @@ class ClaimLifecycleWorkflow(ClaimClock, ClaimChecks):
             if refused is not None:
                 self._refuse(refused, version)
                 s = self.s
+            else:
+                self._revive_if_moved()
             if refused is None and s.stage == Stage.RECEIVED:
                 dates, unchanged = dict(s.dates), self.version == version
                 self._enter()
