@@ -1,5 +1,6 @@
 """One way to expose a workflow update over HTTP: the body is the action, the actor comes from the
-body, the ``X-Actor`` header or the API key, and a refusal is a problem detail (see ``execute_update``)."""
+body, the ``X-Actor`` header or the API key, a refusal is a problem detail (see ``execute_update``),
+and an ``Idempotency-Key`` makes a retry return the first answer (see ``shared.idempotency``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
+from sqlalchemy import Table
 
+from shared.idempotency import REPLAYED_RESPONSE_HEADERS, IdempotencyKey, run_idempotent
 from shared.lifecycle import Action, actor_of
 from shared.temporal import execute_update
 from shared.tenants import CurrentTenant
@@ -25,20 +28,26 @@ def add_update_route(
     body: type[Action],
     result: type[BaseModel],
     workflow_id: Callable[[str, str], str],
+    requests_table: Table,
     key: str = "claim_id",
     summary: str,
 ) -> None:
-    """``POST {path}`` runs ``update`` on the workflow ``workflow_id(tenant, <key path parameter>)``."""
+    """``POST {path}`` runs ``update`` on the workflow ``workflow_id(tenant, <key path parameter>)``;
+    ``requests_table`` (the service's ``action_requests``) keeps the answers to idempotency keys."""
 
     async def endpoint(**params: Any) -> Any:
         tenant = params["tenant"]
-        action: Action = params["body"]
-        return await execute_update(
-            params["request"].app.state.temporal,
-            workflow_id(tenant.tenant_id, params[key]),
-            update,
-            actor_of(action, tenant.tenant_id, params.get("x_actor")),
-            result,
+        request: Request = params["request"]
+        action = actor_of(params["body"], tenant.tenant_id, params.get("x_actor"))
+        target = workflow_id(tenant.tenant_id, params[key])
+
+        async def run(update_id: str | None) -> Any:
+            return await execute_update(
+                request.app.state.temporal, target, update, action, result, update_id=update_id
+            )
+
+        return await run_idempotent(
+            request, requests_table, tenant.tenant_id, params.get("idempotency_key"), action, run
         )
 
     kw = inspect.Parameter.KEYWORD_ONLY
@@ -49,9 +58,17 @@ def add_update_route(
             inspect.Parameter("tenant", kw, annotation=CurrentTenant),
             inspect.Parameter("request", kw, annotation=Request),
             inspect.Parameter("x_actor", kw, annotation=Actor, default=None),
+            inspect.Parameter("idempotency_key", kw, annotation=IdempotencyKey, default=None),
         ],
         return_annotation=result,
     )
     endpoint.__name__ = update
     endpoint.__doc__ = summary
-    router.add_api_route(path, endpoint, methods=["POST"], response_model=result, summary=summary)
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=["POST"],
+        response_model=result,
+        summary=summary,
+        responses={200: {"description": "The action's result", "headers": REPLAYED_RESPONSE_HEADERS}},
+    )

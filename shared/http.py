@@ -142,7 +142,11 @@ ACTION_PROBLEMS: dict[int | str, dict[str, object]] = {
     404: {"content": {PROBLEM_JSON: {}}, "description": "No such claim for this tenant"},
     409: {
         "content": {PROBLEM_JSON: {}},
-        "description": "The action is not possible now (the reason says why)",
+        "description": "The action is not possible now (the reason says why), or the "
+        "Idempotency-Key was first used with another request",
     },
-    422: {"content": {PROBLEM_JSON: {}}, "description": "Validation error naming each field and reason"},
+    422: {
+        "content": {PROBLEM_JSON: {}},
+        "description": "Validation error naming each field (or the Idempotency-Key header) and reason",
+    },
 }

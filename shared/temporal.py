@@ -95,9 +95,19 @@ async def get_retention(client: Client, namespace: str) -> timedelta:
     return retention
 
 
-async def execute_update(client: Client, workflow_id: str, update: str, arg: Any, result_type: type[T]) -> T:
+async def execute_update(
+    client: Client,
+    workflow_id: str,
+    update: str,
+    arg: Any,
+    result_type: type[T],
+    *,
+    update_id: str | None = None,
+) -> T:
     """Run a workflow update for an HTTP request: a rejected action is a 409 problem with the
-    validator's reason (and the field it names), an unknown claim a 404."""
+    validator's reason (and the field it names), an unknown claim a 404. ``update_id`` (from an
+    ``Idempotency-Key``) makes a retried update apply once: Temporal answers a repeated id with the
+    first outcome."""
     from temporalio.client import WorkflowUpdateFailedError
     from temporalio.service import RPCError, RPCStatusCode
 
@@ -105,7 +115,7 @@ async def execute_update(client: Client, workflow_id: str, update: str, arg: Any
 
     try:
         result: T = await client.get_workflow_handle(workflow_id).execute_update(
-            update, arg, result_type=result_type
+            update, arg, id=update_id, result_type=result_type
         )
         return result
     except WorkflowUpdateFailedError as exc:

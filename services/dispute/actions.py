@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter
 
+from services.dispute.models import action_requests
 from services.dispute.schemas import ClaimStatus
 from shared.actions import add_update_route
 from shared.http import ACTION_PROBLEMS
@@ -93,6 +94,7 @@ def action_router() -> APIRouter:
             body=spec.model,
             result=ClaimStatus,
             workflow_id=claim_workflow_id,
+            requests_table=action_requests,
             summary=spec.summary,
         )
     return router

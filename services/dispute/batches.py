@@ -1,18 +1,24 @@
 """HTTP endpoints for batched disputes: form a batch (checked by the batching rules), add members,
-run the IDR phases once for all, read it."""
+run the IDR phases once for all, read it. Forming is idempotent on ``batch_id``; adding a member
+and the actions honour ``Idempotency-Key`` (see ``shared.idempotency``)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
+from services.dispute.models import action_requests
 from services.dispute.schemas import BatchStatus
 from services.dispute.service import claim_status
 from services.dispute.workflows import IdrBatchWorkflow
 from shared.actions import Actor, add_update_route
 from shared.http import ACTION_PROBLEMS, Problem
+from shared.idempotency import IdempotencyKey, run_idempotent
 from shared.lifecycle import (
     Action,
     BatchDetermination,
@@ -94,23 +100,65 @@ def _refuse(check: BatchCheck) -> None:
         )
 
 
-@router.post("", response_model=BatchStatus, status_code=201)
-async def create_batch(body: BatchCreate, tenant: CurrentTenant, request: Request) -> BatchStatus:
-    """Form a batch from claims in their IDR initiation window, if the batching rules allow it."""
-    client: Client = request.app.state.temporal
-    _refuse(check_batch(await _items(client, tenant.tenant_id, body.members)))
+def _member_set(members: list[MemberInfo]) -> list[str]:
+    return sorted(m.model_dump_json() for m in members)
+
+
+async def _existing(client: Client, tenant_id: str, body: BatchCreate) -> BatchStatus | None:
+    """The batch ``body.batch_id`` if it exists with exactly these members (a retried create), None
+    if there is none; a 409 if it exists with other members."""
     try:
-        handle = await client.start_workflow(
-            IdrBatchWorkflow.run,
-            BatchInput(tenant_id=tenant.tenant_id, batch_id=body.batch_id, members=body.members),
-            id=batch_workflow_id(tenant.tenant_id, body.batch_id),
-            task_queue=get_settings().dispute_task_queue,
-        )
-    except WorkflowAlreadyStartedError as exc:
+        status: BatchStatus = await client.get_workflow_handle(
+            batch_workflow_id(tenant_id, body.batch_id)
+        ).query(IdrBatchWorkflow.status)
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            return None
+        raise
+    if _member_set(status.member_info) != _member_set(body.members):
         raise Problem(
-            409, "batch-exists", "Batch exists", f"Batch {body.batch_id} exists", field="batch_id"
-        ) from exc
-    return await handle.query(IdrBatchWorkflow.status)
+            409,
+            "batch-exists",
+            "Batch exists",
+            f"Batch {body.batch_id} exists with other members; choose another batch_id.",
+            field="batch_id",
+        )
+    return status
+
+
+@router.post(
+    "",
+    response_model=BatchStatus,
+    status_code=201,
+    responses={200: {"description": "The batch already exists with these members (a retry): as it is now"}},
+)
+async def create_batch(
+    body: BatchCreate, tenant: CurrentTenant, request: Request, response: Response
+) -> BatchStatus:
+    """Form a batch from claims in their IDR initiation window, if the batching rules allow it.
+    Idempotent on ``batch_id``: the same batch again answers 200 with the batch as it is now; the
+    same ``batch_id`` with other members is a 409."""
+    client: Client = request.app.state.temporal
+    existing = await _existing(client, tenant.tenant_id, body)
+    if existing is None:
+        _refuse(check_batch(await _items(client, tenant.tenant_id, body.members)))
+        try:
+            handle = await client.start_workflow(
+                IdrBatchWorkflow.run,
+                BatchInput(tenant_id=tenant.tenant_id, batch_id=body.batch_id, members=body.members),
+                id=batch_workflow_id(tenant.tenant_id, body.batch_id),
+                task_queue=get_settings().dispute_task_queue,
+            )
+        except WorkflowAlreadyStartedError as exc:  # a twin started it first
+            existing = await _existing(client, tenant.tenant_id, body)
+            if existing is None:
+                raise Problem(
+                    409, "batch-exists", "Batch exists", f"Batch {body.batch_id} exists", field="batch_id"
+                ) from exc
+        else:
+            return await handle.query(IdrBatchWorkflow.status)
+    response.status_code = 200
+    return existing
 
 
 @router.get("/{batch_id}", response_model=BatchStatus)
@@ -126,16 +174,31 @@ async def get_batch(batch_id: str, tenant: CurrentTenant, request: Request) -> B
 
 @router.post("/{batch_id}/members", response_model=BatchStatus)
 async def add_member(
-    batch_id: str, body: MemberInfo, tenant: CurrentTenant, request: Request, x_actor: Actor = None
-) -> BatchStatus:
+    batch_id: str,
+    body: MemberInfo,
+    tenant: CurrentTenant,
+    request: Request,
+    x_actor: Actor = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     """Add a claim while the batch forms; the batching rules are checked with every member."""
-    batch = await get_batch(batch_id, tenant, request)
     client: Client = request.app.state.temporal
-    _refuse(check_batch(await _items(client, tenant.tenant_id, [*batch.member_info, body])))
     action = actor_of(MemberJoined(member=body), tenant.tenant_id, x_actor)
-    return await execute_update(
-        client, batch_workflow_id(tenant.tenant_id, batch_id), "add_member", action, BatchStatus
-    )
+
+    async def run(update_id: str | None) -> BatchStatus:
+        batch = await get_batch(batch_id, tenant, request)
+        if body.claim_id not in batch.members:  # else the workflow answers (a retry, or a duplicate)
+            _refuse(check_batch(await _items(client, tenant.tenant_id, [*batch.member_info, body])))
+        return await execute_update(
+            client,
+            batch_workflow_id(tenant.tenant_id, batch_id),
+            "add_member",
+            action,
+            BatchStatus,
+            update_id=update_id,
+        )
+
+    return await run_idempotent(request, action_requests, tenant.tenant_id, idempotency_key, action, run)
 
 
 def _action(path: str, update: str, model: type[Action], summary: str) -> None:
@@ -146,6 +209,7 @@ def _action(path: str, update: str, model: type[Action], summary: str) -> None:
         body=model,
         result=BatchStatus,
         workflow_id=batch_workflow_id,
+        requests_table=action_requests,
         key="batch_id",
         summary=summary,
     )

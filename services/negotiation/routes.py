@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
@@ -9,11 +10,13 @@ from fastapi.responses import HTMLResponse
 
 from services.dispute.schemas import ClaimStatus
 from services.dispute.service import claim_status
+from services.negotiation.models import action_requests
 from services.negotiation.schemas import NoticeOut, NoticeRequest
-from services.negotiation.service import issue_notice, list_notices, notice_document
+from services.negotiation.service import find_notice, issue_notice, list_notices, notice_document
 from services.negotiation.workflows import NegotiationStatus
 from shared.actions import add_update_route
 from shared.http import ACTION_PROBLEMS
+from shared.idempotency import REPLAYED_RESPONSE_HEADERS, IdempotencyKey, run_idempotent, uuid_for
 from shared.lifecycle import NoticeSent, OfferMade, ResponseNoticeReceived, Settlement
 from shared.temporal import claim_workflow_id, negotiation_workflow_id, query_workflow
 from shared.tenants import CurrentTenant
@@ -23,22 +26,44 @@ router = APIRouter(
 )
 
 
-@router.post("/notices", response_model=NoticeOut, status_code=202)
+@router.post(
+    "/notices",
+    response_model=NoticeOut,
+    status_code=202,
+    responses={202: {"description": "The notice, issued", "headers": REPLAYED_RESPONSE_HEADERS}},
+)
 async def create_notice(
-    claim_id: str, body: NoticeRequest, tenant: CurrentTenant, request: Request
-) -> NoticeOut:
+    claim_id: str,
+    body: NoticeRequest,
+    tenant: CurrentTenant,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     """Generate the open negotiation notice (HTML and PDF, stored with its SHA-256) and send it to the
     payer by email through the notifier. When the notifier confirms delivery, the proof (message id,
-    time, recipient) is stored with the notice and the claim's open negotiation starts."""
-    status = await claim_status(
-        request.app.state.temporal,
-        tenant.tenant_id,
-        claim_id,
-        stage="open_negotiation_window",
-        why="a notice starts open negotiation",
+    time, recipient) is stored with the notice and the claim's open negotiation starts.
+
+    While a notice for the claim is issued or sent, another is a 409 naming it unless the body says
+    ``"resend": true``. With an ``Idempotency-Key``, a retry returns the first notice (one notice, one
+    email)."""
+
+    async def run(update_id: str | None) -> NoticeOut:
+        notice_id = uuid_for(update_id) if update_id else None
+        if notice_id and (issued := await find_notice(tenant.tenant_id, notice_id)):
+            return issued  # an earlier attempt with this key issued it
+        status = await claim_status(
+            request.app.state.temporal,
+            tenant.tenant_id,
+            claim_id,
+            stage="open_negotiation_window",
+            why="a notice starts open negotiation",
+        )
+        assert status.facts is not None
+        return await issue_notice(tenant.tenant_id, status.facts, body, notice_id=notice_id)
+
+    return await run_idempotent(
+        request, action_requests, tenant.tenant_id, idempotency_key, body, run, status_code=202
     )
-    assert status.facts is not None
-    return await issue_notice(tenant.tenant_id, status.facts, body)
 
 
 @router.get("/notices", response_model=list[NoticeOut])
@@ -78,6 +103,7 @@ add_update_route(
     body=NoticeSent,
     result=ClaimStatus,
     workflow_id=claim_workflow_id,
+    requests_table=action_requests,
     summary="The open negotiation notice was sent (to whom, how): the 30-business-day period starts",
 )
 add_update_route(
@@ -87,6 +113,7 @@ add_update_route(
     body=ResponseNoticeReceived,
     result=ClaimStatus,
     workflow_id=claim_workflow_id,
+    requests_table=action_requests,
     summary="The other party's open negotiation response notice arrived (2026 rule, when switched on)",
 )
 add_update_route(
@@ -96,6 +123,7 @@ add_update_route(
     body=OfferMade,
     result=NegotiationStatus,
     workflow_id=negotiation_workflow_id,
+    requests_table=action_requests,
     summary="An offer or counteroffer, amounts per line",
 )
 add_update_route(
@@ -105,5 +133,6 @@ add_update_route(
     body=Settlement,
     result=NegotiationStatus,
     workflow_id=negotiation_workflow_id,
+    requests_table=action_requests,
     summary="The parties settled: open negotiation ends and the claim is settled",
 )

@@ -29,6 +29,10 @@ class NoticeRequest(BaseModel):
     registration_number: str | None = Field(
         default=None, max_length=40, description="plan IDR registration (2026)"
     )
+    resend: bool = Field(
+        default=False,
+        description="issue another notice although one for the claim is issued or sent (else a 409)",
+    )
 
 
 class NoticeOut(BaseModel):

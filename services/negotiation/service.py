@@ -1,5 +1,6 @@
 """The open negotiation notice: generated from the claim's facts (no patient data) as HTML and PDF,
-stored with its hash, and handed to the notifier through the outbox in the same transaction."""
+stored with its hash, and handed to the notifier through the outbox in the same transaction. One
+notice at a time per claim: while one is issued or sent, another needs ``resend``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.negotiation.models import notices, outbox
@@ -119,9 +120,68 @@ def _out(row: Any) -> NoticeOut:
     return NoticeOut.model_validate(dict(row._mapping))
 
 
+ACTIVE = ("issued", "sent")
+
+
+def _lock_key(tenant_id: str, claim_id: str) -> int:
+    """A PostgreSQL advisory lock id for the claim's notices (a signed 64-bit integer)."""
+    digest = hashlib.sha256(f"notice\x00{tenant_id}\x00{claim_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def _refuse_if_out(
+    session: AsyncSession, tenant_id: str, claim_id: str, req: NoticeRequest, notice_id: uuid.UUID
+) -> None:
+    """A 409 naming the claim's notice that is issued or sent, unless the request says ``resend``."""
+    if req.resend:
+        return
+    row = (
+        await session.execute(
+            select(notices.c.notice_id, notices.c.status)
+            .where(
+                notices.c.tenant_id == tenant_id,
+                notices.c.claim_id == claim_id,
+                notices.c.status.in_(ACTIVE),
+                notices.c.notice_id != notice_id,
+            )
+            .order_by(notices.c.created_at.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is not None:
+        reason = f'notice {row.notice_id} for this claim is {row.status}; send "resend": true for another'
+        raise Problem(
+            409,
+            "notice-exists",
+            "A notice for this claim is already out",
+            f"Notice {row.notice_id} for claim {claim_id} is {row.status}; "
+            'send "resend": true to issue another one.',
+            errors=[{"field": "resend", "reason": reason, "notice_id": str(row.notice_id)}],
+        )
+
+
+async def find_notice(
+    tenant_id: str, notice_id: uuid.UUID, engine: AsyncEngine | None = None
+) -> NoticeOut | None:
+    async with (engine or get_engine()).connect() as conn:
+        row = (
+            await conn.execute(
+                select(notices).where(notices.c.tenant_id == tenant_id, notices.c.notice_id == notice_id)
+            )
+        ).first()
+    return _out(row) if row is not None else None
+
+
 async def issue_notice(
-    tenant_id: str, facts: ClaimAdjudicated, req: NoticeRequest, engine: AsyncEngine | None = None
+    tenant_id: str,
+    facts: ClaimAdjudicated,
+    req: NoticeRequest,
+    engine: AsyncEngine | None = None,
+    *,
+    notice_id: uuid.UUID | None = None,
 ) -> NoticeOut:
+    """Issue the notice ``notice_id`` (new if not given); if it exists already (a retried request),
+    that one is the answer and nothing is sent again."""
     recipient = str(req.recipient or facts.payer_contact_email or "")
     if not recipient:
         raise Problem(
@@ -131,7 +191,9 @@ async def issue_notice(
             "The claim has no payer contact email: give 'recipient'.",
             field="recipient",
         )
-    notice_id = uuid.uuid4()
+    notice_id = notice_id or uuid.uuid4()
+    async with unit_of_work(engine) as session:  # refuse before the PDF work, again under the lock
+        await _refuse_if_out(session, tenant_id, facts.claim_id, req, notice_id)
     issued_on = datetime.now(UTC).astimezone(ZoneInfo("America/New_York")).date()
     content = notice_content(facts, req, recipient, notice_id, issued_on)
     html = render_html(content)
@@ -146,6 +208,12 @@ async def issue_notice(
         pdf_sha256=digest,
     )
     async with unit_of_work(engine) as session:
+        await session.execute(select(func.pg_advisory_xact_lock(_lock_key(tenant_id, facts.claim_id))))
+        mine = notices.c.tenant_id == tenant_id, notices.c.notice_id == notice_id
+        existing = (await session.execute(select(notices).where(*mine))).first()
+        if existing is not None:
+            return _out(existing)
+        await _refuse_if_out(session, tenant_id, facts.claim_id, req, notice_id)
         await session.execute(
             notices.insert().values(
                 notice_id=notice_id,
