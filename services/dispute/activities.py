@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -303,4 +303,6 @@ def _reason(exc: Exception) -> str:
     """The rules' refusal in words a person can act on."""
     if isinstance(exc, OverflowError):
         return f"a date is too far from today for the calendar ({exc})"
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
     return str(exc) or type(exc).__name__

@@ -40,7 +40,12 @@ with workflow.unsafe.imports_passed_through():
         ReminderPlan,
         Transition,
     )
-    from shared.events import ClaimCorrectionRejected, ClaimStageChanged, deterministic_event_id
+    from shared.events import (
+        ClaimAdjudicated,
+        ClaimCorrectionRejected,
+        ClaimStageChanged,
+        deterministic_event_id,
+    )
     from shared.lifecycle import (
         TERMINAL,
         Action,
@@ -122,6 +127,7 @@ class ClaimLifecycleWorkflow(ClaimClock, ClaimChecks):
         self._reminders: list[ReminderPlan] = []
         # the state before the changes not yet planned: restored when the rules refuse them
         self._checkpoint: ClaimState | None = None
+        self._trying: ClaimAdjudicated | None = None  # the corrected facts being planned
         self._rejections: list[tuple[int, int, str]] = []  # (after version, up to version, reason)
 
     # ---------------------------------------------------------------------------------------
@@ -633,8 +639,8 @@ class ClaimLifecycleWorkflow(ClaimClock, ClaimChecks):
                 good.actions.append(a)
             self.s = good
         s = self.s
-        rejected = bad.incoming_facts or (bad.facts if not s.deadlines else None)
-        s.incoming_facts = None
+        rejected = self._trying or (bad.facts if not s.deadlines else None)
+        self._trying = None
         if rejected is None:
             return
         s.rejected_sequence = max(s.rejected_sequence, rejected.event_sequence)
@@ -669,8 +675,9 @@ class ClaimLifecycleWorkflow(ClaimClock, ClaimChecks):
         s = self.s
         new = s.incoming_facts
         assert new is not None and s.facts is not None
-        self._hold()
         s.incoming_facts = None
+        self._hold()
+        self._trying = new
         old = s.facts
         fields = self._changed_fields(old, new)
         changes: dict[str, Any] = {
@@ -868,6 +875,7 @@ class ClaimLifecycleWorkflow(ClaimClock, ClaimChecks):
         s.deadlines = planned
         self._reminders = plan.reminders
         self._checkpoint = None
+        self._trying = None
         return None
 
     async def _flush(self) -> None:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from temporalio import activity
 from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -44,12 +45,15 @@ class Recorder:
         self.events: list[EmitRequest] = []
         self.plans: list[PlanRequest] = []
         self.records: list[RecordRequest] = []
+        self.refuse_reference: str | None = None  # an extension the planner refuses (a test's switch)
         self.real = DisputeActivities(engine=None, settings=Settings(), calendar=CAL)  # type: ignore[arg-type]
 
     def activities(self) -> list[object]:
         @activity.defn(name="plan_deadlines")
         async def plan_deadlines(req: PlanRequest) -> Plan:
             self.plans.append(req)
+            if self.refuse_reference and any(e.reference == self.refuse_reference for e in req.extensions):
+                raise ApplicationError("new_date: refused by the test planner", non_retryable=True)
             # the real planner, without the tenant's overrides table (no database here)
             return await self.real.plan_deadlines(req.model_copy(update={"tenant_id": None}))
 
@@ -129,11 +133,15 @@ class Claim:
     async def today(self) -> date:
         return (await self.env.get_current_time()).astimezone(NY).date()
 
-    async def start(self, received: date | None = None, paid: list[str] | None = None) -> date:
+    async def start(self, received: date | None = None, paid: list[str] | None = None, **inputs: Any) -> date:
+        """Start the workflow with the claim event; ``inputs`` are further ClaimLifecycleInput fields
+        (e.g. ``history_event_limit``)."""
         received = received or CAL.business_day_beginning(await self.today(), 1)
         self.handle = await self.env.client.start_workflow(
             ClaimLifecycleWorkflow.run,
-            ClaimLifecycleInput(tenant_id="t1", claim_id=self.claim_id, payment_escalation_days=7),
+            ClaimLifecycleInput(
+                tenant_id="t1", claim_id=self.claim_id, **{"payment_escalation_days": 7, **inputs}
+            ),
             id=f"claim:t1:{self.claim_id}",
             task_queue=QUEUE,
             start_signal="claim_event",

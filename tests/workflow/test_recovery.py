@@ -1,0 +1,268 @@
+"""Ordinary events a claim must survive: corrections the rules refuse, dates the calendar cannot
+hold, retried updates, late records and extensions after a forfeiture. No input fails a workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from pydantic import ValidationError
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from services.dispute.schemas import ClaimEventSignal, ClaimStatus
+from shared.lifecycle import ExtensionGranted, PaymentReceived
+from tests.workflow.lifecycle_kit import CAL, Claim, Recorder, facts
+
+
+async def correct(claim: Claim, sequence: int, **changes: object) -> None:
+    assert claim.handle is not None
+    base = facts(claim.claim_id, date(2026, 1, 5), ["350.00"], sequence)
+    status = await claim.status()
+    assert status.facts is not None
+    corrected = status.facts.model_copy(update={"event_sequence": sequence, **changes})
+    assert base.claim_id == corrected.claim_id
+    await claim.handle.signal(
+        "claim_event", ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=corrected)
+    )
+
+
+async def running(claim: Claim) -> bool:
+    """The workflow is still running (read raw: no search attribute decoding)."""
+    assert claim.handle is not None
+    raw = await claim.env.client.workflow_service.describe_workflow_execution(
+        DescribeWorkflowExecutionRequest(
+            namespace=claim.env.client.namespace, execution=WorkflowExecution(workflow_id=claim.handle.id)
+        )
+    )
+    return raw.workflow_execution_info.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+
+
+async def rejected(claim: Claim, action: str) -> list[dict[str, object]]:
+    for _ in range(100):
+        found = [
+            a.details
+            for a in (await claim.status()).actions
+            if a.action == action and a.outcome == "rejected"
+        ]
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    return []
+
+
+async def test_a_correction_the_rules_refuse_is_recorded_and_the_claim_goes_on(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    received = await claim.start()
+    await claim.open_negotiation()
+    # a corrected bill date after the initial payment: the rules cannot plan it
+    await correct(claim, 2, bill_sent_on=received + timedelta(days=20))
+    found = await rejected(claim, "correction_rejected")
+    assert (
+        found and found[0]["fields"] == ["bill_sent_on"] and "before bill_sent_on" in str(found[0]["reason"])
+    )
+    status = await claim.status()
+    assert status.stage == "open_negotiation" and status.event_sequence == 1
+    assert await running(claim)
+    alert = [e for e in rec.events if e.event_type == "ClaimCorrectionRejected"]
+    assert len(alert) == 1 and alert[0].payload["event_sequence"] == 2
+    # a later correction the rules accept still applies, recorded with what changed
+    await correct(claim, 3, payer_name="Acme Health Plan of Texas")
+    await claim.wait_stage("open_negotiation")
+    for _ in range(100):
+        status = await claim.status()
+        if status.event_sequence == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert status.event_sequence == 3 and status.payer_name == "Acme Health Plan of Texas"
+    last = status.transitions[-1]
+    assert last.changes == {"payer_name": ["Acme Health Plan", "Acme Health Plan of Texas"]}
+
+
+async def test_a_receipt_date_beyond_the_calendar_is_refused_not_fatal(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    received = await claim.start()
+    due = (await claim.status()).deadlines["open_negotiation_initiation_deadline"].due_on
+    await correct(claim, 2, initial_payment_received_on=date(2062, 11, 2))
+    found = await rejected(claim, "correction_rejected")
+    assert found and "outside the calendar" in str(found[0]["reason"])
+    status = await claim.status()
+    assert (
+        status.stage == "open_negotiation_window" and status.dates["initial_payment_received_on"] == received
+    )
+    assert status.deadlines["open_negotiation_initiation_deadline"].due_on == due
+    assert await running(claim)
+
+
+async def test_a_first_event_the_rules_cannot_plan_waits_for_its_correction(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    bad = facts("C-FAR", date(2026, 1, 5), ["350.00"]).model_copy(
+        update={"initial_payment_received_on": date(2062, 11, 2)}
+    )
+    from services.dispute.schemas import ClaimLifecycleInput
+    from services.dispute.workflows import ClaimLifecycleWorkflow
+    from tests.workflow.lifecycle_kit import QUEUE
+
+    claim = Claim(env, "C-FAR")
+    claim.handle = await env.client.start_workflow(
+        ClaimLifecycleWorkflow.run,
+        ClaimLifecycleInput(tenant_id="t1", claim_id="C-FAR"),
+        id="claim:t1:C-FAR",
+        task_queue=QUEUE,
+        start_signal="claim_event",
+        start_signal_args=[ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=bad)],
+    )
+    found = await rejected(claim, "correction_rejected")
+    assert found and found[0]["fields"] == ["claim"]
+    assert (await claim.status()).stage == "received" and await running(claim)
+    await correct(claim, 2, initial_payment_received_on=await claim.today())
+    await claim.wait_stage("open_negotiation_window")
+
+
+async def test_an_update_the_rules_refuse_fails_alone_and_is_recorded(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    await claim.start()
+    before = await claim.status()
+    rec.refuse_reference = "REFUSE-ME"  # the planner refuses this extension, as for a date it cannot hold
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await claim.act(
+            "extension_granted",
+            deadline="open_negotiation_initiation_deadline",
+            new_date=CAL.business_days_after(
+                before.deadlines["open_negotiation_initiation_deadline"].due_on, 3
+            ).isoformat(),
+            reference="REFUSE-ME",
+        )
+    assert "refused by the test planner" in str(err.value.cause)
+    after = await claim.status()
+    assert after.deadlines == before.deadlines and await running(claim)
+    assert [a.action for a in after.actions if a.outcome == "rejected"] == ["extension_granted"]
+    # the claim still takes the next action
+    await claim.open_negotiation()
+
+
+def test_dates_no_calendar_can_hold_are_refused_by_the_action_model() -> None:
+    with pytest.raises(ValidationError, match="outside the business-day calendar"):
+        ExtensionGranted(deadline="idr_initiation_deadline", new_date=date(9999, 12, 31), reference="x")
+    with pytest.raises(ValidationError, match="outside the business-day calendar"):
+        PaymentReceived(received_on=date(1, 1, 1), amount="10.00")  # type: ignore[arg-type]
+
+
+async def test_a_retried_update_is_applied_once(env: WorkflowEnvironment, rec: Recorder) -> None:
+    claim = Claim(env)
+    await claim.start(paid=["350.00"])
+    determined = await claim.to_determination()
+    await claim.act(
+        "determination",
+        determined_on=determined.isoformat(),
+        lines=[{"line_number": 1, "prevailing_party": "provider", "amount": "1500.00"}],
+    )
+    assert claim.handle is not None
+    body = PaymentReceived(received_on=determined, amount="600.00")  # type: ignore[arg-type]
+    first = await claim.handle.execute_update(
+        "payment_received", body, id="idem:pay-1", result_type=ClaimStatus
+    )
+    again = await claim.handle.execute_update(
+        "payment_received", body, id="idem:pay-1", result_type=ClaimStatus
+    )
+    assert first.amount_received == again.amount_received == 600
+    # the same payment reference is a natural key: recorded once even under another update id
+    ref = PaymentReceived(received_on=determined, amount="100.00", reference="EFT-1")  # type: ignore[arg-type]
+    await claim.handle.execute_update("payment_received", ref, result_type=ClaimStatus)
+    dup = await claim.handle.execute_update("payment_received", ref, result_type=ClaimStatus)
+    assert dup.amount_received == 700 and dup.stage == "payment_due"
+    assert [a.outcome for a in dup.actions if a.action == "payment_received"] == [
+        "applied",
+        "applied",
+        "duplicate",
+    ]
+    assert [a.idempotency_key for a in dup.actions if a.action == "payment_received"][0] == "idem:pay-1"
+
+
+async def forfeit(claim: Claim) -> date:
+    await claim.start()
+    due = (await claim.status()).deadlines["open_negotiation_initiation_deadline"].due_on
+    await claim.go_to(due + timedelta(days=1), time(0, 5))
+    await claim.wait_stage("forfeited")
+    return due
+
+
+async def test_a_notice_recorded_the_morning_after_its_deadline_revives_the_claim(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    due = await forfeit(claim)
+    assert rec.missed() == ["open_negotiation_initiation_deadline"]
+    status = await claim.act(
+        "open_negotiation_notice_sent", sent_on=due.isoformat(), recipient="idr@acme.example"
+    )
+    assert status.stage == "open_negotiation"
+    assert [t.stage for t in status.transitions][-3:] == [
+        "forfeited",
+        "open_negotiation_window",
+        "open_negotiation",
+    ]
+    assert "revived" in status.transitions[-2].reason and not status.final
+    # a date after the deadline does not revive anything
+    other = Claim(env)
+    late_due = await forfeit(other)
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await other.act(
+            "open_negotiation_notice_sent",
+            sent_on=(late_due + timedelta(days=1)).isoformat(),
+            recipient="idr@acme.example",
+        )
+    assert "after the deadline" in str(err.value.cause)
+
+
+async def test_an_extension_granted_two_weeks_after_a_forfeiture_revives_the_claim(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    due = await forfeit(claim)
+    await claim.go_to(due + timedelta(days=14))
+    new_date = CAL.business_days_after(await claim.today(), 5)
+    status = await claim.act(
+        "extension_granted",
+        deadline="open_negotiation_initiation_deadline",
+        new_date=new_date.isoformat(),
+        reference="Departments' extension after the hurricane",
+    )
+    assert status.stage == "open_negotiation_window"
+    assert status.deadlines["open_negotiation_initiation_deadline"].due_on == new_date
+    await claim.open_negotiation()
+    # another deadline's extension does not revive it
+    other = Claim(env)
+    await forfeit(other)
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await other.act(
+            "extension_granted",
+            deadline="idr_initiation_deadline",
+            new_date=new_date.isoformat(),
+            reference="x",
+        )
+    assert "only an extension of that deadline" in str(err.value.cause)
+
+
+async def test_a_forfeiture_becomes_final_after_the_grace_period(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    await forfeit(claim)
+    assert claim.handle is not None
+    assert await claim.handle.result() == "forfeited"
+    status = await claim.status()
+    assert status.final and "final" in status.transitions[-1].reason
+    assert rec.records[-1].final
