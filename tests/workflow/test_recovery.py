@@ -188,7 +188,7 @@ async def test_a_retried_update_is_applied_once(env: WorkflowEnvironment, rec: R
         "applied",
         "duplicate",
     ]
-    assert [a.idempotency_key for a in dup.actions if a.action == "payment_received"][0] == "idem:pay-1"
+    assert next(a.idempotency_key for a in dup.actions if a.action == "payment_received") == "idem:pay-1"
 
 
 async def forfeit(claim: Claim) -> date:
