@@ -16,39 +16,27 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from services.dispute.batch_workflow import IdrBatchWorkflow
-    from services.dispute.checks import ClaimChecks
-    from services.dispute.clock import ACTIVITY_TIMEOUT, RETRY, ClaimClock, deadline_key
+    from services.dispute.clock import ACTIVITY_TIMEOUT, RETRY, deadline_key
     from services.dispute.recording import mark_recorded, record_request
     from services.dispute.schemas import (
-        ActionRecord,
         ClaimEventSignal,
         ClaimLifecycleInput,
         ClaimState,
         ClaimStatus,
-        DeadlineView,
-        EmitRequest,
-        Forfeit,
         Plan,
         PlanRequest,
         ReminderPlan,
-        Transition,
     )
-    from shared.events import (
-        ClaimAdjudicated,
-        ClaimCorrectionRejected,
-        ClaimStageChanged,
-        deterministic_event_id,
-    )
+    from services.dispute.stages import ClaimStages
+    from shared.events import ClaimAdjudicated
     from shared.lifecycle import (
         TERMINAL,
-        Action,
         Closing,
         CoolingOffApplies,
         Determination,
@@ -59,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         FeeRefundReceived,
         FeesPaid,
         IdrInitiated,
-        NegotiationInput,
         NegotiationOutcome,
         NoticeSent,
         OfferSubmitted,
@@ -75,7 +62,6 @@ with workflow.unsafe.imports_passed_through():
         IDR_SERVICE_CODE,
         IDR_STAGE,
         IDR_TENANT,
-        negotiation_workflow_id,
     )
 
 __all__ = ["ClaimLifecycleWorkflow", "IdrBatchWorkflow"]
@@ -95,24 +81,10 @@ IDR_STAGES = (
     Stage.AWAITING_DETERMINATION,
 )
 INITIATION = ("idr_initiation_deadline", "post_cooling_off_initiation_deadline")
-APPLIED_UPDATES_KEPT = 500
-# the facts of a claim event whose change a person wants to see in the record
-FACT_FIELDS = (
-    "bill_sent_on",
-    "initial_payment_received_on",
-    "open_negotiation_started_on",
-    "payer_name",
-    "plan_type",
-    "provider_npi",
-    "provider_tin",
-    "state",
-    "service_category",
-    "lines",
-)
 
 
 @workflow.defn
-class ClaimLifecycleWorkflow(ClaimClock, ClaimChecks):
+class ClaimLifecycleWorkflow(ClaimStages):
     @workflow.init
     def __init__(self, inp: ClaimLifecycleInput) -> None:
         # built from the input before any signal or update of this run is handled (continue-as-new)
@@ -567,273 +539,6 @@ class ClaimLifecycleWorkflow(ClaimClock, ClaimChecks):
         if not self._replay():
             self._open()
 
-    # ---------------------------------------------------------------------------------------
-    # changes: applied, recorded, or undone when the rules refuse them
-    # ---------------------------------------------------------------------------------------
-    def _bump(self) -> None:
-        self.version += 1
-
-    def _hold(self) -> None:
-        """Keep the state as it was before the first change that is not planned yet."""
-        if self._checkpoint is None:
-            self._checkpoint = self.s.model_copy(deep=True)
-
-    def _begin(self, name: str, a: Action) -> bool:
-        """Record the action about to be applied; False when its update id was applied before
-        (a client's retry), which then changes nothing."""
-        info = workflow.current_update_info()
-        update_id = info.id if info else None
-        if update_id and update_id in self.s.applied_updates:
-            return False
-        self._hold()
-        self._note(name, a, "applied", None, update_id)
-        if update_id:
-            self.s.applied_updates.append(update_id)
-            del self.s.applied_updates[:-APPLIED_UPDATES_KEPT]
-        return True
-
-    def _note(
-        self, name: str, a: Action, outcome: str, reason: str | None, update_id: str | None = None
-    ) -> None:
-        details: dict[str, Any] = a.model_dump(mode="json", exclude={"actor"})
-        if reason:
-            details["reason"] = reason
-        self.s.actions.append(
-            ActionRecord(
-                action=name,
-                at=workflow.now(),
-                actor=a.actor,
-                details=details,
-                outcome=outcome,
-                idempotency_key=update_id,
-            )
-        )
-
-    def _rejected(self, version: int) -> str | None:
-        return next((why for after, upto, why in self._rejections if after < version <= upto), None)
-
-    async def _replanned(self) -> ClaimStatus:
-        """Answer an action once the deadlines it starts are computed (or the claim has ended); an
-        action the rules cannot plan fails the update (not the workflow) with the rules' reason."""
-        version = self.version
-        await workflow.wait_condition(
-            lambda: self._rejected(version) is not None or self.planned_version >= version or self._ended()
-        )
-        reason = self._rejected(version)
-        if reason is not None:
-            raise ApplicationError(reason, type="ActionRejected", non_retryable=True)
-        return self.status()
-
-    def _refuse(self, reason: str, version: int) -> None:
-        """Undo every change since the last plan and record why; the claim goes on as before."""
-        bad = self.s
-        good = self._checkpoint or bad
-        self._checkpoint = None
-        self._rejections.append((self.planned_version, version, reason))
-        if good is not bad:
-            good.seen_events = bad.seen_events
-            good.rejected_sequence = bad.rejected_sequence
-            for a in bad.actions[len(good.actions) :]:
-                a.outcome = "rejected"
-                a.details["reason"] = reason
-                good.actions.append(a)
-            self.s = good
-        s = self.s
-        rejected = self._trying or (bad.facts if not s.deadlines else None)
-        self._trying = None
-        if rejected is None:
-            return
-        s.rejected_sequence = max(s.rejected_sequence, rejected.event_sequence)
-        fields = self._changed_fields(s.facts, rejected) if s.deadlines else ["claim"]
-        s.actions.append(
-            ActionRecord(
-                action="correction_rejected",
-                at=workflow.now(),
-                actor=f"claim event {rejected.event_sequence} ({rejected.source_system})",
-                details={"event_sequence": rejected.event_sequence, "fields": fields, "reason": reason},
-                outcome="rejected",
-            )
-        )
-        payload = ClaimCorrectionRejected(
-            event_sequence=rejected.event_sequence,
-            fields=fields,
-            reason=reason,
-            payer_name=rejected.payer_name,
-            stage=s.stage,
-        )
-        self._queue(payload, deterministic_event_id(self._wid(), "rejected", str(rejected.event_sequence)))
-
-    @staticmethod
-    def _changed_fields(old: Any, new: Any) -> list[str]:
-        if old is None:
-            return ["claim"]
-        return [f for f in FACT_FIELDS if getattr(old, f) != getattr(new, f)]
-
-    def _apply_correction(self) -> None:
-        """A corrected claim event (higher event sequence): new facts; the dates it carries move the
-        clock while the claim has not gone past them. Planned next, undone if the rules refuse it."""
-        s = self.s
-        new = s.incoming_facts
-        assert new is not None and s.facts is not None
-        s.incoming_facts = None
-        self._hold()
-        self._trying = new
-        old = s.facts
-        fields = self._changed_fields(old, new)
-        changes: dict[str, Any] = {
-            f: [_plain(getattr(old, f)), _plain(getattr(new, f))] for f in fields if f != "lines"
-        }
-        if "lines" in fields:
-            changes["lines"] = "changed"
-        s.facts = new
-        received = new.initial_payment_received_on
-        early = (Stage.OPEN_NEGOTIATION_WINDOW, Stage.AWAITING_INITIAL_PAYMENT)
-        if received and (s.stage in early or self._revivable_by("open_negotiation_initiation_deadline")):
-            s.dates["initial_payment_received_on"] = received
-        reason = f"claim corrected (event {new.event_sequence}): {', '.join(fields) or 'no fact changed'}"
-        if s.stage == Stage.AWAITING_INITIAL_PAYMENT and received:
-            self._set_stage(
-                Stage.OPEN_NEGOTIATION_WINDOW, f"{reason}; initial payment or denial received {received}"
-            )
-        elif self._revivable_by("open_negotiation_initiation_deadline") and received:
-            self._revive(f"{reason}; the initial payment date moved to {received}", None)
-        else:
-            self._set_stage(s.stage, reason, changes=changes)
-        workflow.upsert_search_attributes(
-            [
-                IDR_PAYER.value_set(new.payer_name),
-                IDR_SERVICE_CODE.value_set(sorted({line.service_code for line in new.lines})),
-            ]
-        )
-
-    def _revive_if_moved(self) -> None:
-        """A forfeited claim whose missed deadline a calendar change or blanket extension moved
-        later (``/v1/rules/overrides``) is back in its window."""
-        s, f = self.s, self.s.forfeit
-        if s.stage != Stage.FORFEITED or f is None or s.final:
-            return
-        d = s.deadlines.get(f.deadline)
-        if d is not None and d.due_on > f.due_on:
-            self._revive(f"{f.deadline} moved from {f.due_on.isoformat()} to {d.due_on.isoformat()}", None)
-
-    def _revive(self, reason: str, by: Action | None) -> None:
-        f = self.s.forfeit
-        assert f is not None
-        self.s.forfeit = None
-        self._set_stage(f.stage_before, f"revived: {reason}", by)
-
-    def _offers_complete(self, a: Action) -> None:
-        if self.s.offer_submitted and self.s.fees_paid and self.s.stage == Stage.OFFERS_AND_FEES:
-            self._set_stage(Stage.AWAITING_DETERMINATION, "offer submitted and fees paid", a)
-        else:
-            self._bump()
-
-    def _queue(self, payload: Any, event_id: Any) -> None:
-        self.s.pending_events.append(
-            EmitRequest(
-                event_id=event_id,
-                event_type=payload.event_type,
-                tenant_id=self.s.tenant_id,
-                claim_id=self.s.claim_id,
-                occurred_at=workflow.now(),
-                payload=payload.model_dump(mode="json"),
-            )
-        )
-
-    def _set_stage(
-        self, stage: str, reason: str, by: Action | None = None, changes: dict[str, Any] | None = None
-    ) -> None:
-        previous = self.s.stage
-        self.s.stage = stage
-        self.s.transitions.append(
-            Transition(
-                stage=stage,
-                at=workflow.now(),
-                reason=reason,
-                by=by.actor if by else "system",
-                previous_stage=previous,
-                changes=changes,
-            )
-        )
-        active = self._active_deadline()
-        payload = ClaimStageChanged(
-            stage=stage,
-            previous_stage=previous,
-            reason=reason,
-            next_deadline_name=active.name if active else None,
-            next_deadline_on=active.due_on if active else None,
-        )
-        self._queue(
-            payload, deterministic_event_id(self._wid(), "stage", str(len(self.s.transitions)), stage)
-        )
-        self._bump()
-
-    # ---------------------------------------------------------------------------------------
-    # deadlines, the record and what an operator sees
-    # ---------------------------------------------------------------------------------------
-    def _active_name(self) -> str | None:
-        s = self.s
-        match s.stage:
-            case Stage.AWAITING_INITIAL_PAYMENT:
-                return "initial_payment_deadline"
-            case Stage.OPEN_NEGOTIATION_WINDOW:
-                return "open_negotiation_initiation_deadline"
-            case Stage.OPEN_NEGOTIATION:
-                return "open_negotiation_period_end"
-            case Stage.COOLING_OFF:
-                return "held_by_cooling_off_until"
-            case Stage.IDR_INITIATION_WINDOW:
-                if "prior_determination_on" in s.dates:
-                    return "post_cooling_off_initiation_deadline"
-                return "idr_initiation_deadline"
-            case Stage.IDR_INITIATED:
-                return "idre_joint_selection_deadline"
-            case Stage.IDRE_SELECTION:
-                return "departments_idre_selection_deadline"
-            case Stage.ELIGIBILITY_REVIEW:
-                if "eligibility_determination_deadline" in s.deadlines:
-                    return "eligibility_determination_deadline"
-                if s.stage_before_review == Stage.OFFERS_AND_FEES:
-                    return "offer_and_fee_deadline"  # losing by default still threatens
-                return None
-            case Stage.OFFERS_AND_FEES:
-                return "offer_and_fee_deadline"
-            case Stage.AWAITING_DETERMINATION:
-                return "determination_deadline"
-            case Stage.PAYMENT_DUE:
-                return "payment_deadline"
-            case Stage.PAID:
-                tracking = s.provider_prevailed and s.fees_paid and not s.fee_refund_received
-                return "idre_fee_refund_deadline" if tracking else None
-        return None
-
-    def _active_deadline(self) -> DeadlineView | None:
-        name = self._active_name()
-        return self.s.deadlines.get(name) if name else None
-
-    def _details(self) -> None:
-        s = self.s
-        lines = [f"**Stage:** {s.stage}"]
-        if s.facts:
-            lines.append(f"**Payer:** {s.facts.payer_name} ({s.facts.plan_type})")
-        active = self._active_deadline()
-        if active:
-            lines.append(
-                f"**Next deadline:** {active.name} {active.due_on.isoformat()}: {active.explanation}"
-            )
-        if s.forfeit and not s.final:
-            lines.append(f"**Forfeited:** {s.forfeit.deadline} {s.forfeit.due_on}; revivable for a while")
-        if s.dispute_number:
-            lines.append(
-                f"**Dispute:** {s.dispute_number}" + (f", entity {s.idr_entity}" if s.idr_entity else "")
-            )
-        if s.amount_owed is not None:
-            lines.append(f"**Owed:** ${s.amount_owed:,.2f}; received ${s.amount_received:,.2f}")
-        if s.transitions:
-            last = s.transitions[-1]
-            lines.append(f"**Last change:** {last.at:%Y-%m-%d} by {last.by}: {last.reason}")
-        workflow.set_current_details("\n\n".join(lines))
-
     async def _plan(self) -> str | None:
         """Compute every deadline the known dates start; the rules' reason when they cannot."""
         s = self.s
@@ -898,113 +603,6 @@ class ClaimLifecycleWorkflow(ClaimClock, ClaimChecks):
         )
         self._details()
 
-    async def _deadline_passed(self, d: DeadlineView) -> None:
-        """The consequence of a governing deadline's cut-off passing in the current stage."""
-        s = self.s
-        s.passed.append(deadline_key(d))
-        match s.stage:
-            case Stage.OPEN_NEGOTIATION_WINDOW | Stage.IDR_INITIATION_WINDOW:
-                s.forfeit = Forfeit(deadline=d.name, due_on=d.due_on, stage_before=s.stage, at=workflow.now())
-                self._set_stage(
-                    Stage.FORFEITED,
-                    f"{d.name} {d.due_on.isoformat()} passed; an extension or a timely action recorded "
-                    f"within {self.grace_days} days revives the claim",
-                )
-                await self._flush()
-                await self._alert(d, None)
-            case Stage.COOLING_OFF:
-                self._set_stage(Stage.IDR_INITIATION_WINDOW, "the cooling-off has ended")
-            case Stage.ELIGIBILITY_REVIEW if d.name == "offer_and_fee_deadline":
-                if not (s.offer_submitted and s.fees_paid):
-                    await self._alert(d, None)
-            case Stage.IDR_INITIATED:
-                self._set_stage(
-                    Stage.IDRE_SELECTION,
-                    "no joint selection recorded; the Departments select by business day 6",
-                )
-            case Stage.OFFERS_AND_FEES:
-                missing = not (s.offer_submitted and s.fees_paid)
-                self._set_stage(Stage.AWAITING_DETERMINATION, f"{d.name} {d.due_on.isoformat()} passed")
-                if missing:
-                    await self._alert(d, None)
-            case Stage.PAID:
-                await self._alert(d, None)
-                self._set_stage(Stage.CLOSED, "IDR entity fee refund not recorded by its deadline")
-            case _:  # Departments' selection, IDR entity's determination: tell someone, keep waiting
-                await self._alert(d, None)
-
-    async def _negotiate(self, version: int) -> None:
-        """Open negotiation runs in the child workflow on the negotiation task queue."""
-        s = self.s
-        assert s.facts is not None
-        if self._child is None:
-            end = s.deadlines["open_negotiation_period_end"]
-            handle = await workflow.start_child_workflow(
-                "OpenNegotiationWorkflow",
-                NegotiationInput(
-                    tenant_id=s.tenant_id,
-                    claim_id=s.claim_id,
-                    started_on=s.dates["open_negotiation_started_on"],
-                    period_end_at=(end.due_at + timedelta(seconds=1)).isoformat(),
-                    line_numbers=[line.line_number for line in s.facts.lines],
-                ),
-                id=negotiation_workflow_id(s.tenant_id, s.claim_id),
-                task_queue=self.negotiation_queue,
-                result_type=NegotiationOutcome,
-            )
-            self._child = handle
-        child = self._child
-        await workflow.wait_condition(lambda: child.done() or self.version != version)
-        if not child.done() or s.stage != Stage.OPEN_NEGOTIATION:
-            return
-        try:
-            result = child.result()
-        except ChildWorkflowError as exc:  # terminated or failed: no settlement was recorded
-            workflow.logger.warning("open negotiation workflow ended without a result: %s", exc)
-            result = NegotiationOutcome(settled=False)
-        for offer in result.offers:
-            self._note(f"offer_{offer.party}", offer, "applied", None)
-        if result.settled and result.settlement:
-            self._set_stage(
-                Stage.SETTLED,
-                f"settled in open negotiation for ${result.settlement.amount:,.2f}",
-                result.settlement,
-            )
-        else:
-            s.passed.append(deadline_key(s.deadlines["open_negotiation_period_end"]))
-            self._set_stage(Stage.IDR_INITIATION_WINDOW, "the 30-business-day open negotiation period ended")
-
-    def _enter(self) -> None:
-        """The first stage of a claim, once its first deadlines are planned."""
-        s = self.s
-        assert s.facts is not None
-        if "initial_payment_received_on" not in s.dates:
-            due = s.deadlines["initial_payment_deadline"]
-            self._set_stage(
-                Stage.AWAITING_INITIAL_PAYMENT,
-                f"bill sent {s.facts.bill_sent_on}; the plan must pay or deny by {due.due_on.isoformat()}",
-            )
-            return
-        due = s.deadlines["open_negotiation_initiation_deadline"]
-        self._set_stage(
-            Stage.OPEN_NEGOTIATION_WINDOW,
-            f"initial payment received {s.dates['initial_payment_received_on'].isoformat()}; "
-            f"open negotiation must start by {due.due_on.isoformat()}",
-        )
-        started = s.facts.open_negotiation_started_on
-        if started and started <= due.due_on:
-            s.dates["open_negotiation_started_on"] = started
-            self._set_stage(
-                Stage.OPEN_NEGOTIATION,
-                f"open negotiation began {started.isoformat()} (from the claim event)",
-            )
-
-    def _continue_as_new_due(self) -> bool:
-        info = workflow.info()
-        if self.history_limit and info.get_current_history_length() > self.history_limit:
-            return True
-        return info.is_continue_as_new_suggested()
-
     # ---------------------------------------------------------------------------------------
     # the run
     # ---------------------------------------------------------------------------------------
@@ -1068,49 +666,3 @@ class ClaimLifecycleWorkflow(ClaimClock, ClaimChecks):
         await self._flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.s.stage
-
-    async def _wait_in_stage(self, version: int) -> None:
-        """Run the current stage's clock until it passes or something changes."""
-        s = self.s
-        if s.stage == Stage.OPEN_NEGOTIATION:
-            await self._negotiate(version)
-            return
-        if s.stage == Stage.FORFEITED:
-            assert s.forfeit is not None
-            if await self._sleep_until(s.forfeit.at + timedelta(days=self.grace_days), version):
-                return
-            s.final = True
-            self._set_stage(
-                Stage.FORFEITED,
-                f"no extension or timely action was recorded within {self.grace_days} days: "
-                "the forfeiture is final",
-            )
-            return
-        active = self._active_deadline()
-        if active is None or deadline_key(active) in s.passed:
-            if s.stage == Stage.PAYMENT_DUE and active is not None:
-                if await self._escalate_payment(active, version):
-                    await self._flush()
-                return
-            if s.stage == Stage.PAID and active is None:
-                self._set_stage(Stage.CLOSED, "paid; nothing left to track")
-                return
-            await self._changed_since(version)
-            return
-        if await self._run_clock(active, version):
-            return
-        if s.stage == Stage.PAYMENT_DUE:
-            s.passed.append(deadline_key(active))
-            return
-        await self._deadline_passed(active)
-
-    async def _handlers_done_or_changed(self, version: int) -> None:
-        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or self.version != version)
-
-    async def _changed_since(self, version: int) -> None:
-        await workflow.wait_condition(lambda: self.version != version)
-
-
-def _plain(value: Any) -> Any:
-    """A fact as JSON-friendly data, for the record of what a correction changed."""
-    return value.isoformat() if hasattr(value, "isoformat") else value

@@ -1,0 +1,239 @@
+"""The claim's stage machine: which deadline governs each stage, what happens when its cut-off
+passes, open negotiation as a child workflow, the first stage, and the wait inside a stage.
+Deterministic; mixed into ``ClaimLifecycleWorkflow``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from services.dispute.changes import ClaimChanges
+    from services.dispute.clock import ClaimClock, deadline_key
+    from services.dispute.schemas import DeadlineView, Forfeit
+    from shared.lifecycle import NegotiationInput, NegotiationOutcome, Stage
+    from shared.temporal import negotiation_workflow_id
+
+
+class ClaimStages(ClaimChanges, ClaimClock):
+    negotiation_queue: str
+    grace_days: int
+    history_limit: int
+    _child: asyncio.Task[NegotiationOutcome] | None
+
+    async def _flush(self) -> None:  # the workflow writes the record
+        raise NotImplementedError
+
+    def _active_name(self) -> str | None:
+        s = self.s
+        match s.stage:
+            case Stage.AWAITING_INITIAL_PAYMENT:
+                return "initial_payment_deadline"
+            case Stage.OPEN_NEGOTIATION_WINDOW:
+                return "open_negotiation_initiation_deadline"
+            case Stage.OPEN_NEGOTIATION:
+                return "open_negotiation_period_end"
+            case Stage.COOLING_OFF:
+                return "held_by_cooling_off_until"
+            case Stage.IDR_INITIATION_WINDOW:
+                if "prior_determination_on" in s.dates:
+                    return "post_cooling_off_initiation_deadline"
+                return "idr_initiation_deadline"
+            case Stage.IDR_INITIATED:
+                return "idre_joint_selection_deadline"
+            case Stage.IDRE_SELECTION:
+                return "departments_idre_selection_deadline"
+            case Stage.ELIGIBILITY_REVIEW:
+                if "eligibility_determination_deadline" in s.deadlines:
+                    return "eligibility_determination_deadline"
+                if s.stage_before_review == Stage.OFFERS_AND_FEES:
+                    return "offer_and_fee_deadline"  # losing by default still threatens
+                return None
+            case Stage.OFFERS_AND_FEES:
+                return "offer_and_fee_deadline"
+            case Stage.AWAITING_DETERMINATION:
+                return "determination_deadline"
+            case Stage.PAYMENT_DUE:
+                return "payment_deadline"
+            case Stage.PAID:
+                tracking = s.provider_prevailed and s.fees_paid and not s.fee_refund_received
+                return "idre_fee_refund_deadline" if tracking else None
+        return None
+
+    def _active_deadline(self) -> DeadlineView | None:
+        name = self._active_name()
+        return self.s.deadlines.get(name) if name else None
+
+    def _details(self) -> None:
+        s = self.s
+        lines = [f"**Stage:** {s.stage}"]
+        if s.facts:
+            lines.append(f"**Payer:** {s.facts.payer_name} ({s.facts.plan_type})")
+        active = self._active_deadline()
+        if active:
+            lines.append(
+                f"**Next deadline:** {active.name} {active.due_on.isoformat()}: {active.explanation}"
+            )
+        if s.forfeit and not s.final:
+            lines.append(f"**Forfeited:** {s.forfeit.deadline} {s.forfeit.due_on}; revivable for a while")
+        if s.dispute_number:
+            lines.append(
+                f"**Dispute:** {s.dispute_number}" + (f", entity {s.idr_entity}" if s.idr_entity else "")
+            )
+        if s.amount_owed is not None:
+            lines.append(f"**Owed:** ${s.amount_owed:,.2f}; received ${s.amount_received:,.2f}")
+        if s.transitions:
+            last = s.transitions[-1]
+            lines.append(f"**Last change:** {last.at:%Y-%m-%d} by {last.by}: {last.reason}")
+        workflow.set_current_details("\n\n".join(lines))
+
+    async def _deadline_passed(self, d: DeadlineView) -> None:
+        """The consequence of a governing deadline's cut-off passing in the current stage."""
+        s = self.s
+        s.passed.append(deadline_key(d))
+        match s.stage:
+            case Stage.OPEN_NEGOTIATION_WINDOW | Stage.IDR_INITIATION_WINDOW:
+                s.forfeit = Forfeit(deadline=d.name, due_on=d.due_on, stage_before=s.stage, at=workflow.now())
+                self._set_stage(
+                    Stage.FORFEITED,
+                    f"{d.name} {d.due_on.isoformat()} passed; an extension or a timely action recorded "
+                    f"within {self.grace_days} days revives the claim",
+                )
+                await self._flush()
+                await self._alert(d, None)
+            case Stage.COOLING_OFF:
+                self._set_stage(Stage.IDR_INITIATION_WINDOW, "the cooling-off has ended")
+            case Stage.ELIGIBILITY_REVIEW if d.name == "offer_and_fee_deadline":
+                if not (s.offer_submitted and s.fees_paid):
+                    await self._alert(d, None)
+            case Stage.IDR_INITIATED:
+                self._set_stage(
+                    Stage.IDRE_SELECTION,
+                    "no joint selection recorded; the Departments select by business day 6",
+                )
+            case Stage.OFFERS_AND_FEES:
+                missing = not (s.offer_submitted and s.fees_paid)
+                self._set_stage(Stage.AWAITING_DETERMINATION, f"{d.name} {d.due_on.isoformat()} passed")
+                if missing:
+                    await self._alert(d, None)
+            case Stage.PAID:
+                await self._alert(d, None)
+                self._set_stage(Stage.CLOSED, "IDR entity fee refund not recorded by its deadline")
+            case _:  # Departments' selection, IDR entity's determination: tell someone, keep waiting
+                await self._alert(d, None)
+
+    async def _negotiate(self, version: int) -> None:
+        """Open negotiation runs in the child workflow on the negotiation task queue."""
+        s = self.s
+        assert s.facts is not None
+        if self._child is None:
+            end = s.deadlines["open_negotiation_period_end"]
+            handle = await workflow.start_child_workflow(
+                "OpenNegotiationWorkflow",
+                NegotiationInput(
+                    tenant_id=s.tenant_id,
+                    claim_id=s.claim_id,
+                    started_on=s.dates["open_negotiation_started_on"],
+                    period_end_at=(end.due_at + timedelta(seconds=1)).isoformat(),
+                    line_numbers=[line.line_number for line in s.facts.lines],
+                ),
+                id=negotiation_workflow_id(s.tenant_id, s.claim_id),
+                task_queue=self.negotiation_queue,
+                result_type=NegotiationOutcome,
+            )
+            self._child = handle
+        child = self._child
+        await workflow.wait_condition(lambda: child.done() or self.version != version)
+        if not child.done() or s.stage != Stage.OPEN_NEGOTIATION:
+            return
+        try:
+            result = child.result()
+        except ChildWorkflowError as exc:  # terminated or failed: no settlement was recorded
+            workflow.logger.warning("open negotiation workflow ended without a result: %s", exc)
+            result = NegotiationOutcome(settled=False)
+        for offer in result.offers:
+            self._note(f"offer_{offer.party}", offer, "applied", None)
+        if result.settled and result.settlement:
+            self._set_stage(
+                Stage.SETTLED,
+                f"settled in open negotiation for ${result.settlement.amount:,.2f}",
+                result.settlement,
+            )
+        else:
+            s.passed.append(deadline_key(s.deadlines["open_negotiation_period_end"]))
+            self._set_stage(Stage.IDR_INITIATION_WINDOW, "the 30-business-day open negotiation period ended")
+
+    def _enter(self) -> None:
+        """The first stage of a claim, once its first deadlines are planned."""
+        s = self.s
+        assert s.facts is not None
+        if "initial_payment_received_on" not in s.dates:
+            due = s.deadlines["initial_payment_deadline"]
+            self._set_stage(
+                Stage.AWAITING_INITIAL_PAYMENT,
+                f"bill sent {s.facts.bill_sent_on}; the plan must pay or deny by {due.due_on.isoformat()}",
+            )
+            return
+        due = s.deadlines["open_negotiation_initiation_deadline"]
+        self._set_stage(
+            Stage.OPEN_NEGOTIATION_WINDOW,
+            f"initial payment received {s.dates['initial_payment_received_on'].isoformat()}; "
+            f"open negotiation must start by {due.due_on.isoformat()}",
+        )
+        started = s.facts.open_negotiation_started_on
+        if started and started <= due.due_on:
+            s.dates["open_negotiation_started_on"] = started
+            self._set_stage(
+                Stage.OPEN_NEGOTIATION,
+                f"open negotiation began {started.isoformat()} (from the claim event)",
+            )
+
+    def _continue_as_new_due(self) -> bool:
+        info = workflow.info()
+        if self.history_limit and info.get_current_history_length() > self.history_limit:
+            return True
+        return info.is_continue_as_new_suggested()
+
+    async def _wait_in_stage(self, version: int) -> None:
+        """Run the current stage's clock until it passes or something changes."""
+        s = self.s
+        if s.stage == Stage.OPEN_NEGOTIATION:
+            await self._negotiate(version)
+            return
+        if s.stage == Stage.FORFEITED:
+            assert s.forfeit is not None
+            if await self._sleep_until(s.forfeit.at + timedelta(days=self.grace_days), version):
+                return
+            s.final = True
+            self._set_stage(
+                Stage.FORFEITED,
+                f"no extension or timely action was recorded within {self.grace_days} days: "
+                "the forfeiture is final",
+            )
+            return
+        active = self._active_deadline()
+        if active is None or deadline_key(active) in s.passed:
+            if s.stage == Stage.PAYMENT_DUE and active is not None:
+                if await self._escalate_payment(active, version):
+                    await self._flush()
+                return
+            if s.stage == Stage.PAID and active is None:
+                self._set_stage(Stage.CLOSED, "paid; nothing left to track")
+                return
+            await self._changed_since(version)
+            return
+        if await self._run_clock(active, version):
+            return
+        if s.stage == Stage.PAYMENT_DUE:
+            s.passed.append(deadline_key(active))
+            return
+        await self._deadline_passed(active)
+
+    async def _handlers_done_or_changed(self, version: int) -> None:
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or self.version != version)
+
+    async def _changed_since(self, version: int) -> None:
+        await workflow.wait_condition(lambda: self.version != version)
