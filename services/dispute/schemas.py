@@ -7,9 +7,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.events import ClaimAdjudicated
+from shared.events import ClaimAdjudicated, ClaimLine
 from shared.lifecycle import ExtensionGranted, MemberInfo, MemberResult
 from shared.rules.batching import BatchItem
 from shared.rules.overrides import OverrideIn
@@ -199,16 +199,12 @@ class TimelineEntry(Contract):
     deadline planned or superseded, or an alert."""
 
     at: datetime
-    kind: str  # transition | action | action_rejected | deadline_planned | deadline_superseded | alert
+    # transition | action | action_rejected | deadline_planned | deadline_superseded, or an alert's
+    # own kind: reminder-5, missed, overdue-1, correction-rejected, ...
+    kind: str
     summary: str
     actor: str | None = None
     details: dict[str, Any] = {}
-
-
-class ClaimTimeline(Contract):
-    claim_id: str
-    entries: list[TimelineEntry]
-    final: bool = False  # the lifecycle has ended (a forfeited claim stays revivable until then)
 
 
 class DeadlineOut(Contract):
@@ -229,6 +225,9 @@ class ScheduleOut(Contract):
 class OverrideOut(Contract):
     id: int
     override: OverrideIn
+    replanned: int | None = Field(
+        default=None, description="open claims told to plan their deadlines again (on add and delete)"
+    )
 
 
 class BatchRequest(Contract):
@@ -280,6 +279,29 @@ class ClaimState(Tolerant):
     record_seq: int = 0  # writes of the claim record, so a stale write never wins
     recorded_transitions: int = 0
     recorded_actions: int = 0
+
+    @field_validator("facts", "incoming_facts", mode="before")
+    @classmethod
+    def _known_facts(cls, value: Any) -> Any:
+        """Carried facts of another release: fields this release does not know are dropped."""
+        return _known(value, ClaimAdjudicated, {"lines": ClaimLine})
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _known_extensions(cls, value: Any) -> Any:
+        return [_known(v, ExtensionGranted, {}) for v in value] if isinstance(value, list) else value
+
+
+def _known(value: Any, model: type[BaseModel], nested: dict[str, type[BaseModel]]) -> Any:
+    """``value`` (a dict from JSON) without the keys ``model`` does not declare, lists of nested
+    models included; anything else is returned as it is."""
+    if not isinstance(value, dict):
+        return value
+    kept = {k: v for k, v in value.items() if k in model.model_fields}
+    for key, inner in nested.items():
+        if isinstance(kept.get(key), list):
+            kept[key] = [_known(v, inner, {}) for v in kept[key]]
+    return kept
 
 
 class LineRecord(Contract):

@@ -18,7 +18,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from services.dispute.schemas import ClaimLifecycleInput
@@ -96,14 +95,12 @@ def test_a_field_the_blob_lacks_takes_its_default() -> None:
     assert s.amount_owed == Decimal("1150.00")
 
 
-@pytest.mark.xfail(
-    reason="the carried facts are a ClaimAdjudicated event payload (extra='forbid'): a field a later "
-    "release adds to the claim event does not load in this one"
-)
 def test_an_unknown_field_in_the_carried_facts_is_ignored() -> None:
     data = blob()
     data["state"]["facts"]["from_a_later_release"] = True
-    ClaimLifecycleInput.model_validate_json(json.dumps(data))
+    data["state"]["facts"]["lines"][0]["also_new"] = "x"
+    inp = ClaimLifecycleInput.model_validate_json(json.dumps(data))
+    assert inp.state is not None and inp.state.facts is not None and inp.state.facts.lines
 
 
 async def test_the_current_workflow_runs_on_from_the_previous_release_state(
