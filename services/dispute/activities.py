@@ -137,12 +137,18 @@ class DisputeActivities:
         """Send one batch action to each member claim's workflow; report each member's answer."""
         assert self.client is not None, "the worker gives this activity a Temporal client"
         models = {spec.update: spec.model for spec in MEMBER_ACTIONS}
+        info = activity.info()
         results = []
         for claim_id, body in req.bodies.items():
             handle = self.client.get_workflow_handle(claim_workflow_id(req.tenant_id, claim_id))
             try:
                 status = await handle.execute_update(
-                    req.update, models[req.update].model_validate(body), result_type=ClaimStatus
+                    req.update,
+                    models[req.update].model_validate(body),
+                    # stable across this activity's retries: a member that already applied it
+                    # answers with its status instead of applying it twice
+                    id=f"{info.workflow_id}:{info.workflow_run_id}:{info.activity_id}:{claim_id}",
+                    result_type=ClaimStatus,
                 )
                 results.append(MemberResult(claim_id=claim_id, ok=True, stage=status.stage))
             except WorkflowUpdateFailedError as exc:
