@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     reminder_business_days_before: list[int] = [5, 2, 1, 0]
     reminder_time: time = time(9, 0)
     deadline_cutoff: time = time(23, 59, 59)
+    # a forfeited claim stays revivable this long (an extension granted late, a timely action
+    # recorded late); then its workflow completes and the forfeiture is final
+    forfeiture_grace_days: int = Field(default=120, ge=0, le=3650)
     business_timezone: str = "America/New_York"
 
     # consumers and relay

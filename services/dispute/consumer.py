@@ -45,6 +45,7 @@ class ClaimEventHandler:
                     tenant_id=env.tenant_id,
                     claim_id=env.claim_id,
                     negotiation_task_queue=self.settings.negotiation_task_queue,
+                    forfeiture_grace_days=self.settings.forfeiture_grace_days,
                 ),
                 id=workflow_id,
                 task_queue=self.settings.dispute_task_queue,
