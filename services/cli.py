@@ -16,6 +16,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from deploy.bootstrap import ensure_topics_with, outboxes, republish_all, seed_tenant
+from services.claims_cli import claims_app
 from shared.db import get_engine
 from shared.kafka import make_producer
 from shared.kafka.outbox import run_relay
@@ -31,6 +32,7 @@ tenants_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=Tr
 outbox_app = typer.Typer(help="The outboxes the relay publishes from.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(claims_app, name="claims")
 
 FACTORIES = {
     "intake": "services.intake.app:create_app",
@@ -242,100 +244,6 @@ def calendar(
     for d, n in days:
         table.add_row(d.isoformat(), f"{d:%A}", n)
     Console().print(table)
-
-
-claims_app = typer.Typer(
-    help="Claims, read from Temporal visibility and workflow queries.", no_args_is_help=True
-)
-app.add_typer(claims_app, name="claims")
-
-
-def claims_query(stage: str | None, tenant: str | None, payer: str | None) -> str:
-    """The Temporal visibility query for claim workflows (values are quoted, quotes escaped)."""
-
-    def quoted(v: str) -> str:
-        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-    parts = ["WorkflowType = 'ClaimLifecycleWorkflow'"]
-    if stage:
-        parts.append(f"IdrStage = {quoted(stage)}")
-    if tenant:
-        parts.append(f"IdrTenant = {quoted(tenant)}")
-    if payer:
-        parts.append(f"IdrPayer = {quoted(payer)}")
-    return " AND ".join(parts)
-
-
-@claims_app.command("list")
-def claims_list(
-    stage: Annotated[str | None, typer.Option(help="e.g. payment_due, open_negotiation_window")] = None,
-    tenant: Annotated[str | None, typer.Option(help="only this tenant's claims")] = None,
-    payer: Annotated[str | None, typer.Option(help="only this payer's claims")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
-) -> None:
-    """Claims by stage, tenant or payer, with their next deadline (newest first)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from shared.temporal import IDR_CLAIM_ID, IDR_NEXT_DEADLINE, IDR_PAYER, IDR_STAGE, IDR_TENANT, connect
-
-    query = claims_query(stage, tenant, payer)
-
-    async def main() -> list[dict[str, str]]:
-        client = await connect(get_settings())
-        rows = []
-        async for wf in client.list_workflows(query, limit=limit):
-            attrs = wf.typed_search_attributes
-            deadline = attrs.get(IDR_NEXT_DEADLINE)
-            rows.append(
-                {
-                    "tenant": attrs.get(IDR_TENANT) or "",
-                    "claim_id": attrs.get(IDR_CLAIM_ID) or "",
-                    "stage": attrs.get(IDR_STAGE) or "",
-                    "payer": attrs.get(IDR_PAYER) or "",
-                    "next_deadline": deadline.isoformat() if deadline else "",
-                    "status": wf.status.name.lower() if wf.status else "",
-                    "workflow_id": wf.id,
-                }
-            )
-        return rows
-
-    rows = asyncio.run(main())
-    if as_json:
-        for row in rows:
-            typer.echo(json.dumps(row))
-        _end_process(0)
-    table = Table(title=f"{len(rows)} claim(s): {query}")
-    for column in ("tenant", "claim_id", "stage", "payer", "next_deadline", "status"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(row[c] for c in ("tenant", "claim_id", "stage", "payer", "next_deadline", "status")))
-    Console().print(table)
-    _end_process(0)
-
-
-@claims_app.command("show")
-def claims_show(
-    claim_id: Annotated[str, typer.Argument(help="the claim id")],
-    tenant: Annotated[str, typer.Option(help="the tenant the claim belongs to")],
-) -> None:
-    """A claim's stage, deadlines, actions and transitions (the workflow's status query), as JSON."""
-    from services.dispute.workflows import ClaimLifecycleWorkflow
-    from shared.temporal import claim_workflow_id, connect
-
-    async def main() -> str:
-        client = await connect(get_settings())
-        handle = client.get_workflow_handle(claim_workflow_id(tenant, claim_id))
-        status = await handle.query(ClaimLifecycleWorkflow.status)
-        return status.model_dump_json(indent=2)
-
-    try:
-        typer.echo(asyncio.run(main()))
-    except Exception as exc:  # RPCError and friends: say which claim and why
-        typer.echo(f"idrflow: claim {claim_id!r} of tenant {tenant!r}: {exc}", err=True)
-        _end_process(2)
-    _end_process(0)
 
 
 @app.command("temporal-setup")

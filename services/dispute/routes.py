@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from datetime import date
+from decimal import Decimal
+from typing import Annotated
 
-from services.dispute.schemas import BatchRequest, ClaimStatus, DeadlineOut, OverrideOut, ScheduleOut
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import StreamingResponse
+
+from services.dispute.filters import BadCursor, ClaimFilters, stages_of
+from services.dispute.records import audit_timeline, claim_record, export_csv, worklist
+from services.dispute.schemas import (
+    BatchRequest,
+    ClaimPage,
+    ClaimStatus,
+    DeadlineOut,
+    OverrideOut,
+    ScheduleOut,
+    TimelineEntry,
+)
 from services.dispute.service import (
     add_override,
-    claim_status,
     list_overrides,
     remove_override,
     tenant_overrides,
 )
+from shared.db import get_engine
 from shared.http import PROBLEM_JSON, Problem
 from shared.rules.batching import BatchCheck, check_batch
 from shared.rules.calendar import calendar_with
@@ -26,19 +41,102 @@ PROBLEMS: dict[int | str, dict[str, object]] = {
     401: {"content": {PROBLEM_JSON: {}}, "description": "Missing or unknown API key"},
     422: {"content": {PROBLEM_JSON: {}}, "description": "Validation error naming each field and reason"},
 }
+NOT_FOUND: dict[int | str, dict[str, object]] = {
+    401: PROBLEMS[401],
+    404: {"content": {PROBLEM_JSON: {}}, "description": "No such claim for this tenant"},
+}
+
+
+def claim_filters(
+    stage: Annotated[
+        list[str] | None, Query(description="one or several stages (repeat or comma-separate)")
+    ] = None,
+    payer: Annotated[str | None, Query(description="the payer's name, exactly")] = None,
+    provider_npi: Annotated[str | None, Query(max_length=10)] = None,
+    provider_tin: Annotated[str | None, Query(max_length=9)] = None,
+    service_code: Annotated[str | None, Query(max_length=16, description="claims with a line of it")] = None,
+    due_before: Annotated[date | None, Query(description="next deadline on or before (ISO date)")] = None,
+    due_after: Annotated[date | None, Query(description="next deadline on or after (ISO date)")] = None,
+    min_amount_at_stake: Annotated[
+        Decimal | None, Query(ge=0, description="what the provider can still recover, at least")
+    ] = None,
+    include_final: Annotated[bool, Query(description="also claims whose lifecycle has ended")] = False,
+) -> ClaimFilters:
+    return ClaimFilters(
+        stages=stages_of(stage),
+        payer=payer,
+        provider_npi=provider_npi,
+        provider_tin=provider_tin,
+        service_code=service_code,
+        due_before=due_before,
+        due_after=due_after,
+        min_amount_at_stake=min_amount_at_stake,
+        include_final=include_final,
+    )
+
+
+Filters = Annotated[ClaimFilters, Depends(claim_filters)]
+
+
+def _missing(claim_id: str) -> Problem:
+    return Problem(
+        404,
+        "not-found",
+        "Not found",
+        f"No claim {claim_id!r} for this tenant (a claim just posted appears within seconds).",
+        field="claim_id",
+    )
+
+
+@router.get("/claims", response_model=ClaimPage, responses=PROBLEMS)
+async def get_claims(
+    tenant: CurrentTenant,
+    filters: Filters,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> ClaimPage:
+    """The worklist: open claims (all with ``include_final``) by urgency, next deadline first and
+    claims without one last, filtered; pages by ``cursor``."""
+    try:
+        return await worklist(get_engine(), tenant.tenant_id, filters, limit, cursor)
+    except BadCursor as exc:
+        raise Problem(
+            422, "validation-error", "The request is not valid", f"cursor: {exc}", field="cursor"
+        ) from exc
 
 
 @router.get(
-    "/claims/{claim_id}",
-    response_model=ClaimStatus,
-    responses={
-        401: {"content": {PROBLEM_JSON: {}}, "description": "Missing or unknown API key"},
-        404: {"content": {PROBLEM_JSON: {}}, "description": "No such claim for this tenant"},
-    },
+    "/claims.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "One row per claim and line"}, **PROBLEMS},
 )
-async def get_claim(claim_id: str, tenant: CurrentTenant, request: Request) -> ClaimStatus:
-    """The claim's stage and every deadline known so far, read from its workflow."""
-    return await claim_status(request.app.state.temporal, tenant.tenant_id, claim_id)
+async def get_claims_csv(tenant: CurrentTenant, filters: Filters) -> StreamingResponse:
+    """The claims of the worklist's filters as CSV, one row per claim and line, CMS-style dispute
+    columns; money as plain decimal strings."""
+    return StreamingResponse(
+        export_csv(get_engine(), tenant.tenant_id, filters),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="claims.csv"'},
+    )
+
+
+@router.get("/claims/{claim_id}", response_model=ClaimStatus, responses=NOT_FOUND)
+async def get_claim(claim_id: str, tenant: CurrentTenant) -> ClaimStatus:
+    """The claim's stage, deadlines in force, actions and transitions, read from its record."""
+    status = await claim_record(get_engine(), tenant.tenant_id, claim_id)
+    if status is None:
+        raise _missing(claim_id)
+    return status
+
+
+@router.get("/claims/{claim_id}/audit", response_model=list[TimelineEntry], responses=NOT_FOUND)
+async def get_claim_audit(claim_id: str, tenant: CurrentTenant) -> list[TimelineEntry]:
+    """Everything that happened to the claim, in time order: transitions, actions (rejected ones
+    too), deadlines planned and superseded, alerts."""
+    timeline = await audit_timeline(get_engine(), tenant.tenant_id, claim_id)
+    if timeline is None:
+        raise _missing(claim_id)
+    return timeline
 
 
 rules = APIRouter(prefix="/v1/rules", tags=["rules"], responses=PROBLEMS)
