@@ -25,6 +25,7 @@ test-unit: install
 
 bench: install
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.rules_bench
+	$(BIN)/python -m bench.worklist_bench
 
 lint: install
 	$(BIN)/ruff check .
