@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from services.dispute.filters import BadCursor, ClaimFilters, stages_of
@@ -22,8 +22,10 @@ from services.dispute.schemas import (
 )
 from services.dispute.service import (
     add_override,
+    affected_claims,
     list_overrides,
     remove_override,
+    replan_claims,
     tenant_overrides,
 )
 from shared.db import get_engine
@@ -177,18 +179,32 @@ async def get_overrides(tenant: CurrentTenant) -> list[OverrideOut]:
 
 
 @rules.post("/overrides", response_model=OverrideOut, status_code=201)
-async def post_override(override: OverrideIn, tenant: CurrentTenant) -> OverrideOut:
-    """Add a closure (days that are not business days) or an extension (deadlines in a range move)."""
-    return OverrideOut(id=await add_override(tenant.tenant_id, override), override=override)
+async def post_override(override: OverrideIn, tenant: CurrentTenant, request: Request) -> OverrideOut:
+    """Add a closure (days that are not business days) or an extension (deadlines in a range move).
+    Every open claim of the tenant whose deadlines it can move plans them again (``replanned``)."""
+    new_id = await add_override(tenant.tenant_id, override)
+    replanned = await _replan(request, tenant.tenant_id, override)
+    return OverrideOut(id=new_id, override=override, replanned=replanned)
 
 
-@rules.delete("/overrides/{override_id}", status_code=204)
-async def delete_override(override_id: int, tenant: CurrentTenant) -> Response:
-    if not await remove_override(tenant.tenant_id, override_id):
+@rules.delete("/overrides/{override_id}", response_model=OverrideOut)
+async def delete_override(
+    override_id: Annotated[int, Path(ge=1, le=2**63 - 1)], tenant: CurrentTenant, request: Request
+) -> OverrideOut:
+    """Remove an override; the open claims it moved plan their deadlines again (``replanned``)."""
+    removed = await remove_override(tenant.tenant_id, override_id)
+    if removed is None:
         raise Problem(
             404, "override-not-found", "Override not found", f"No override {override_id}", field="override_id"
         )
-    return Response(status_code=204)
+    replanned = await _replan(request, tenant.tenant_id, removed)
+    return OverrideOut(id=override_id, override=removed, replanned=replanned)
+
+
+async def _replan(request: Request, tenant_id: str, override: OverrideIn) -> int:
+    """Running claims see a calendar change at once, not only claims planned afterwards."""
+    claim_ids = await affected_claims(tenant_id, override)
+    return await replan_claims(request.app.state.temporal, tenant_id, claim_ids) if claim_ids else 0
 
 
 @rules.post("/eligibility", response_model=EligibilityResult)

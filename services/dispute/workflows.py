@@ -660,6 +660,8 @@ class ClaimLifecycleWorkflow(ClaimStages):
                         )
                     )
                 continue
+            if self.version != version:
+                continue  # changed while recording (a new stage, an action): plan it first
             await self._wait_in_stage(version)
         self.s.final = True
         self._checkpoint = None
