@@ -295,22 +295,7 @@ async def list_overrides(tenant_id: str, engine: AsyncEngine | None = None) -> l
                 .order_by(calendar_overrides.c.start, calendar_overrides.c.id)
             )
         ).all()
-    return [
-        (
-            r.id,
-            OverrideIn(
-                kind=r.kind,
-                start=r.start,
-                end=r.end,
-                name=r.name,
-                reference=r.reference,
-                moves_to=r.moves_to,
-                deadlines=r.deadlines,
-                states=r.states,
-            ),
-        )
-        for r in rows
-    ]
+    return [(r.id, _override(r)) for r in rows]
 
 
 async def tenant_overrides(tenant_id: str, engine: AsyncEngine | None = None) -> Overrides:
@@ -341,8 +326,10 @@ async def remove_override(
                 .returning(*calendar_overrides.c)
             )
         ).first()
-    if row is None:
-        return None
+    return None if row is None else _override(row)
+
+
+def _override(row: Any) -> OverrideIn:
     return OverrideIn(
         kind=row.kind,
         start=row.start,
