@@ -119,19 +119,39 @@ class ClaimChanges(ClaimChecks):
         return self.status()
 
     def _refuse(self, reason: str, version: int) -> None:
-        """Undo every change since the last plan and record why; the claim goes on as before."""
+        """Undo every change since the last plan and record why; the claim goes on as before.
+        ``version`` is the change the refused plan covered; changes that arrived while it ran were
+        built on the refused state, so they are undone too and their requests fail (to be sent
+        again); a correction still waiting is kept."""
         bad = self.s
         good = self._checkpoint or bad
         self._checkpoint = None
         self._rejections.append((self.planned_version, version, reason))
+        if self.version > version:
+            later = f"not applied: a change made at the same moment was refused ({reason}); send it again"
+            self._rejections.append((version, self.version, later))
         if good is not bad:
             good.seen_events = bad.seen_events
             good.rejected_sequence = bad.rejected_sequence
+            good.incoming_facts = bad.incoming_facts
             for a in bad.actions[len(good.actions) :]:
                 a.outcome = "rejected"
                 a.details["reason"] = reason
                 good.actions.append(a)
             self.s = good
+        elif not self._trying and bad.deadlines:
+            # nothing to undo (a calendar change the rules cannot plan): keep the deadlines, say why
+            last = bad.actions[-1] if bad.actions else None
+            if last is None or last.action != "plan_refused" or last.details.get("reason") != reason:
+                bad.actions.append(
+                    ActionRecord(
+                        action="plan_refused",
+                        at=workflow.now(),
+                        actor="system",
+                        details={"reason": reason},
+                        outcome="rejected",
+                    )
+                )
         s = self.s
         rejected = self._trying or (bad.facts if not s.deadlines else None)
         self._trying = None

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.client import Client
@@ -349,8 +349,8 @@ async def affected_claims(
     deadlines due on or after its first day; an extension moves deadlines inside its range."""
     d = claim_deadlines
     due = d.c.due_on >= override.start
-    if override.kind == "extension":
-        due = and_(due, d.c.due_on <= override.end)
+    if override.kind == "extension":  # in its range, or already moved by it (when it is removed)
+        due = or_(and_(due, d.c.due_on <= override.end), d.c.due_on == override.moves_to)
     if override.deadlines:
         due = and_(due, d.c.name.in_(list(override.deadlines)))
     query = (

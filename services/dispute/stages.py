@@ -4,8 +4,8 @@ Deterministic; mixed into ``ClaimLifecycleWorkflow``."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
@@ -22,7 +22,8 @@ class ClaimStages(ClaimChanges, ClaimClock):
     negotiation_queue: str
     grace_days: int
     history_limit: int
-    _child: asyncio.Task[NegotiationOutcome] | None
+    _child: workflow.ChildWorkflowHandle[Any, NegotiationOutcome] | None
+    _child_end: datetime | None  # the period end the child was last given
 
     async def _flush(self) -> None:  # the workflow writes the record
         raise NotImplementedError
@@ -146,6 +147,11 @@ class ClaimStages(ClaimChanges, ClaimClock):
             )
             self._child = handle
         child = self._child
+        end = s.deadlines["open_negotiation_period_end"]
+        if self._child_end is not None and end.due_at != self._child_end and not child.done():
+            # a closure or an extension moved the period's end: the child's clock moves with it
+            await child.signal("period_end_moved", (end.due_at + timedelta(seconds=1)).isoformat())
+        self._child_end = end.due_at
         await workflow.wait_condition(lambda: child.done() or self.version != version)
         if not child.done() or s.stage != Stage.OPEN_NEGOTIATION:
             return
@@ -165,6 +171,13 @@ class ClaimStages(ClaimChanges, ClaimClock):
         else:
             s.passed.append(deadline_key(s.deadlines["open_negotiation_period_end"]))
             self._set_stage(Stage.IDR_INITIATION_WINDOW, "the 30-business-day open negotiation period ended")
+
+    def _first_deadline(self) -> DeadlineView | None:
+        """The deadline the first stage runs on: the plan's payment, or open negotiation's start."""
+        name = "open_negotiation_initiation_deadline"
+        if "initial_payment_received_on" not in self.s.dates:
+            name = "initial_payment_deadline"
+        return self.s.deadlines.get(name)
 
     def _enter(self) -> None:
         """The first stage of a claim, once its first deadlines are planned."""

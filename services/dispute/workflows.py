@@ -13,9 +13,9 @@ revived for a grace period by an extension or an action recorded late with a tim
 
 from __future__ import annotations
 
-import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -95,7 +95,8 @@ class ClaimLifecycleWorkflow(ClaimStages):
         self.negotiation_queue = inp.negotiation_task_queue
         self.grace_days = inp.forfeiture_grace_days
         self.history_limit = inp.history_event_limit
-        self._child: asyncio.Task[NegotiationOutcome] | None = None
+        self._child: workflow.ChildWorkflowHandle[Any, NegotiationOutcome] | None = None
+        self._child_end: datetime | None = None
         self._reminders: list[ReminderPlan] = []
         # the state before the changes not yet planned: restored when the rules refuse them
         self._checkpoint: ClaimState | None = None
@@ -543,6 +544,8 @@ class ClaimLifecycleWorkflow(ClaimStages):
         """Compute every deadline the known dates start; the rules' reason when they cannot."""
         s = self.s
         assert s.facts is not None
+        planning = self.version
+        snapshot = s.model_copy(deep=True) if self._checkpoint is not None else None
         try:
             plan: Plan = await workflow.execute_activity(
                 "plan_deadlines",
@@ -579,8 +582,12 @@ class ClaimLifecycleWorkflow(ClaimStages):
             planned[d.name] = d
         s.deadlines = planned
         self._reminders = plan.reminders
-        self._checkpoint = None
         self._trying = None
+        if self.version == planning or snapshot is None:
+            self._checkpoint = None
+        else:  # changes arrived while planning: until they are planned, undoing means back to here
+            snapshot.deadlines = dict(planned)
+            self._checkpoint = snapshot
         return None
 
     async def _flush(self) -> None:
@@ -625,11 +632,18 @@ class ClaimLifecycleWorkflow(ClaimStages):
             if s.incoming_facts is not None:
                 self._apply_correction()
                 version = self.version
-            if s.stage == Stage.RECEIVED and s.facts and s.facts.initial_payment_received_on:
-                s.dates["initial_payment_received_on"] = s.facts.initial_payment_received_on
+            if s.stage == Stage.RECEIVED and s.facts:  # the first stage's dates come from the facts
+                if s.facts.initial_payment_received_on:
+                    s.dates["initial_payment_received_on"] = s.facts.initial_payment_received_on
+                else:
+                    s.dates.pop("initial_payment_received_on", None)
             refused = await self._plan()
+            if refused is None and s.stage == Stage.RECEIVED and not self._first_deadline():
+                refused = (
+                    "claim: give initial_payment_received_on, or bill_sent_on to track the plan's payment"
+                )
             if refused is not None:
-                self._refuse(refused, version)
+                self._refuse(refused, max(version, self.planned_version))
                 s = self.s
             else:
                 self._revive_if_moved()

@@ -7,6 +7,7 @@ ends when the period's last business day has passed. Deterministic code only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
@@ -30,6 +31,7 @@ class NegotiationStatus(BaseModel):
 class OpenNegotiationWorkflow:
     def __init__(self) -> None:
         self.inp: NegotiationInput | None = None
+        self.moved = 0  # how often the period's end moved (a closure or an extension)
         self.offers: list[OfferMade] = []
         self.settled: Settlement | None = None
 
@@ -44,6 +46,13 @@ class OpenNegotiationWorkflow:
             offers=list(self.offers),
             settlement=self.settled,
         )
+
+    @workflow.signal(name="period_end_moved")
+    def period_end_moved(self, period_end_at: str) -> None:
+        """The parent re-planned the period's end (a closure or an extension moved it)."""
+        if self.inp is not None and period_end_at != self.inp.period_end_at:
+            self.inp = self.inp.model_copy(update={"period_end_at": period_end_at})
+            self.moved += 1
 
     @workflow.update(name="offer")
     def offer(self, a: OfferMade) -> NegotiationStatus:
@@ -81,16 +90,20 @@ class OpenNegotiationWorkflow:
         if day < self.inp.started_on:
             raise ValueError(f"{field}: before open negotiation began ({self.inp.started_on.isoformat()})")
 
+    def _settled_or_moved(self, moved: int) -> Callable[[], bool]:
+        return lambda: self.settled is not None or self.moved != moved
+
     @workflow.run
     async def run(self, inp: NegotiationInput) -> NegotiationOutcome:
         self.inp = inp
-        end = datetime.fromisoformat(inp.period_end_at)
-        remaining = end - workflow.now()
-        if remaining > timedelta(0):
+        while self.settled is None:
+            remaining = datetime.fromisoformat(self.inp.period_end_at) - workflow.now()
+            if remaining <= timedelta(0):
+                break
             try:
-                await workflow.wait_condition(lambda: self.settled is not None, timeout=remaining)
+                await workflow.wait_condition(self._settled_or_moved(self.moved), timeout=remaining)
             except TimeoutError:
-                pass
+                break
         await workflow.wait_condition(workflow.all_handlers_finished)
         return NegotiationOutcome(
             settled=self.settled is not None, settlement=self.settled, offers=self.offers

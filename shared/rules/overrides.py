@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.rules.calendar import Closure, Extension, Overrides
+from shared.rules.calendar import FIRST_YEAR, LAST_YEAR, Closure, Extension, Overrides
 
 DEADLINE_NAMES = frozenset(
     {
@@ -53,6 +53,14 @@ class OverrideIn(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> OverrideIn:
+        first, last = date(FIRST_YEAR, 1, 1), date(LAST_YEAR, 12, 31)
+        for field in ("start", "end", "moves_to"):
+            day = getattr(self, field)
+            if day is not None and not first <= day <= last:
+                raise ValueError(
+                    f"{field}: {day.isoformat()} is outside the business-day calendar "
+                    f"({first.isoformat()}..{last.isoformat()})"
+                )
         if self.end < self.start:
             raise ValueError("end: the range ends before it starts")
         if self.kind == "extension":
