@@ -162,11 +162,13 @@ class DisputeActivities:
         extensions granted for this claim, and the reminders of the deadlines asked for."""
         tenant = await tenant_overrides(req.tenant_id, self.engine) if req.tenant_id else Overrides()
         try:
-            return self._plan(req, tenant)
+            return self.compute_plan(req, tenant)
         except Exception as exc:  # pure computation: the same input fails the same way every time
-            raise ApplicationError(_reason(exc), type="InvalidClaimDates", non_retryable=True) from exc
+            raise ApplicationError(refusal_reason(exc), type="InvalidClaimDates", non_retryable=True) from exc
 
-    def _plan(self, req: PlanRequest, tenant: Overrides) -> Plan:
+    def compute_plan(self, req: PlanRequest, tenant: Overrides) -> Plan:
+        """The plan for ``req`` after the tenant's overrides ``tenant`` (pure; raises when the
+        rules cannot plan it)."""
         s = self.settings
         granted = tuple(
             Extension(
@@ -305,7 +307,7 @@ class DisputeActivities:
         return [self.plan_deadlines, self.record_claim, self.emit_alert, self.fan_out_update]
 
 
-def _reason(exc: Exception) -> str:
+def refusal_reason(exc: Exception) -> str:
     """The rules' refusal in words a person can act on."""
     if isinstance(exc, OverflowError):
         return f"a date is too far from today for the calendar ({exc})"

@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from services.dispute.activities import DisputeActivities
+from services.dispute.activities import DisputeActivities, refusal_reason
 from services.dispute.schemas import (
     AlertRequest,
     ClaimEventSignal,
@@ -31,7 +31,7 @@ from services.dispute.schemas import (
 from services.dispute.workflows import ClaimLifecycleWorkflow, IdrBatchWorkflow
 from services.negotiation.workflows import OpenNegotiationWorkflow
 from shared.events import ClaimAdjudicated, ClaimLine
-from shared.rules.calendar import federal_calendar
+from shared.rules.calendar import Closure, Overrides, federal_calendar
 from shared.settings import Settings
 
 CAL = federal_calendar()
@@ -46,16 +46,23 @@ class Recorder:
         self.plans: list[PlanRequest] = []
         self.records: list[RecordRequest] = []
         self.refuse_reference: str | None = None  # an extension the planner refuses (a test's switch)
+        self.gate: asyncio.Event | None = None  # while set and not open, plans wait (a test's switch)
+        self.closures: list[Closure] = []  # the tenant's closures, as the database would give them
         self.real = DisputeActivities(engine=None, settings=Settings(), calendar=CAL)  # type: ignore[arg-type]
 
     def activities(self) -> list[object]:
         @activity.defn(name="plan_deadlines")
         async def plan_deadlines(req: PlanRequest) -> Plan:
             self.plans.append(req)
+            if self.gate is not None:
+                await self.gate.wait()
             if self.refuse_reference and any(e.reference == self.refuse_reference for e in req.extensions):
                 raise ApplicationError("new_date: refused by the test planner", non_retryable=True)
-            # the real planner, without the tenant's overrides table (no database here)
-            return await self.real.plan_deadlines(req.model_copy(update={"tenant_id": None}))
+            # the real planner, with the tenant's closures from this recorder (no database here)
+            try:
+                return self.real.compute_plan(req, Overrides(closures=tuple(self.closures)))
+            except Exception as exc:
+                raise ApplicationError(refusal_reason(exc), non_retryable=True) from exc
 
         @activity.defn(name="emit_alert")
         async def emit_alert(req: AlertRequest) -> int:

@@ -16,17 +16,21 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from services.dispute.schemas import ClaimEventSignal, ClaimStatus
+from shared.events import ClaimAdjudicated
 from shared.lifecycle import ExtensionGranted, PaymentReceived
+from shared.rules.calendar import Closure
 from tests.workflow.lifecycle_kit import CAL, Claim, Recorder, facts
 
 
-async def correct(claim: Claim, sequence: int, **changes: object) -> None:
+async def correct(
+    claim: Claim, sequence: int, base: ClaimAdjudicated | None = None, **changes: object
+) -> None:
+    """Send a corrected claim event: ``base`` (default: the facts in force) with ``changes``."""
     assert claim.handle is not None
-    base = facts(claim.claim_id, date(2026, 1, 5), ["350.00"], sequence)
-    status = await claim.status()
-    assert status.facts is not None
-    corrected = status.facts.model_copy(update={"event_sequence": sequence, **changes})
-    assert base.claim_id == corrected.claim_id
+    if base is None:
+        base = (await claim.status()).facts
+    assert base is not None
+    corrected = base.model_copy(update={"event_sequence": sequence, **changes})
     await claim.handle.signal(
         "claim_event", ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=corrected)
     )
@@ -266,3 +270,82 @@ async def test_a_forfeiture_becomes_final_after_the_grace_period(
     status = await claim.status()
     assert status.final and "final" in status.transitions[-1].reason
     assert rec.records[-1].final
+
+
+async def test_an_action_that_arrives_while_a_refused_change_is_planned_fails_and_can_be_sent_again(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    await claim.start()
+    due = (await claim.status()).deadlines["open_negotiation_initiation_deadline"].due_on
+    rec.refuse_reference, rec.gate = "REFUSE-ME", asyncio.Event()
+    refused = asyncio.create_task(
+        claim.act(
+            "extension_granted",
+            deadline="open_negotiation_initiation_deadline",
+            new_date=CAL.business_days_after(due, 3).isoformat(),
+            reference="REFUSE-ME",
+        )
+    )
+    await asyncio.sleep(0.5)  # its plan waits at the gate
+    today = (await claim.today()).isoformat()
+    notice = asyncio.create_task(
+        claim.act("open_negotiation_notice_sent", sent_on=today, recipient="idr@acme.example")
+    )
+    await asyncio.sleep(0.5)
+    rec.gate.set()
+    first, second = await asyncio.gather(refused, notice, return_exceptions=True)
+    assert isinstance(first, WorkflowUpdateFailedError) and "refused by the test planner" in str(first.cause)
+    # the notice was built on the refused state: it fails too (never answered as applied, then lost)
+    assert isinstance(second, WorkflowUpdateFailedError) and "send it again" in str(second.cause)
+    status = await claim.status()
+    assert status.stage == "open_negotiation_window"
+    assert [a.outcome for a in status.actions] == ["rejected", "rejected"]
+    again = await claim.act("open_negotiation_notice_sent", sent_on=today, recipient="idr@acme.example")
+    assert again.stage == "open_negotiation" and await running(claim)
+
+
+async def test_a_correction_that_arrives_while_a_refused_one_is_planned_is_applied(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    received = await claim.start()
+    original = (await claim.status()).facts
+    rec.gate = asyncio.Event()
+    await correct(claim, 2, bill_sent_on=received + timedelta(days=20))  # refused by the rules
+    await asyncio.sleep(0.5)
+    # the fix, sent while 2 is being planned
+    await correct(claim, 3, base=original, payer_name="Acme Health Plan of Texas")
+    await asyncio.sleep(0.3)
+    rec.gate.set()
+    for _ in range(100):
+        status = await claim.status()
+        if status.event_sequence == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert status.event_sequence == 3 and status.payer_name == "Acme Health Plan of Texas"
+    assert [a.details["event_sequence"] for a in status.actions if a.action == "correction_rejected"] == [2]
+
+
+async def test_a_closure_during_open_negotiation_moves_the_period_end_of_the_child(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    await claim.start()
+    await claim.open_negotiation()
+    old_end = (await claim.status()).deadlines["open_negotiation_period_end"].due_on
+    closed = CAL.business_days_after(old_end, -3)
+    rec.closures = [Closure(start=closed, end=closed, name="Portal outage")]
+    assert claim.handle is not None
+    await claim.handle.signal("calendar_changed")
+    for _ in range(100):
+        end = (await claim.status()).deadlines["open_negotiation_period_end"]
+        if end.due_on != old_end:
+            break
+        await asyncio.sleep(0.05)
+    assert end.due_on == CAL.business_days_after(old_end, 1) and "moved from" in end.explanation
+    await claim.go_to(old_end + timedelta(days=1) if old_end.weekday() < 4 else end.due_on, time(10, 0))
+    if (await claim.today()) <= end.due_on:
+        assert (await claim.status()).stage == "open_negotiation"  # not over on the old date
+    await claim.go_to(end.due_on + timedelta(days=1))
+    await claim.wait_stage("idr_initiation_window")
