@@ -9,9 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput
-from services.dispute.service import final_claim, record_late_event
+from services.dispute.service import claim_recorded, record_late_event
 from services.dispute.workflows import ClaimLifecycleWorkflow
 from shared.events import ClaimAdjudicated, Envelope
 from shared.settings import Settings
@@ -27,16 +28,28 @@ class ClaimEventHandler:
         self.client = client
         self.settings = settings
 
+    async def _exists(self, workflow_id: str) -> bool:
+        try:
+            await self.client.get_workflow_handle(workflow_id).describe()
+            return True
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+
     async def __call__(self, session: AsyncSession, env: Envelope) -> None:
         if env.event_type != ClaimAdjudicated.event_type:
             log.info("ignoring %s %s", env.event_type, env.event_id)
             return
         facts = ClaimAdjudicated.model_validate(env.payload)
         workflow_id = claim_workflow_id(env.tenant_id, env.claim_id)
-        if await final_claim(session, env.tenant_id, env.claim_id) is not None:
-            # the record outlives the workflow: a late event never starts a second lifecycle
-            await record_late_event(session, env, facts.event_sequence)
-            log.warning("claim %s has ended; event %s recorded, not applied", workflow_id, env.event_id)
+        recorded = await claim_recorded(session, env.tenant_id, env.claim_id)
+        if recorded == "final" or (recorded == "open" and not await self._exists(workflow_id)):
+            # the record outlives the workflow: a late event never starts a second lifecycle (one
+            # whose workflow was terminated and purged needs an operator, not a fresh start)
+            why = "the claim has ended" if recorded == "final" else "the claim's workflow is gone"
+            await record_late_event(session, env, facts.event_sequence, why)
+            log.warning("claim %s: %s; event %s recorded, not applied", workflow_id, why, env.event_id)
             return
         try:
             await self.client.start_workflow(
@@ -65,7 +78,9 @@ class ClaimEventHandler:
             )
         except WorkflowAlreadyStartedError:
             # the claim's workflow has closed (e.g. forfeited): a late event cannot reopen it
-            await record_late_event(session, env, facts.event_sequence)
+            # closed without closing the claim on its record (terminated, say): the same as gone
+            why = "the claim's workflow is gone" if recorded == "open" else "the claim has ended"
+            await record_late_event(session, env, facts.event_sequence, why)
             log.warning(
                 "claim workflow %s is closed; event %s recorded but not applied", workflow_id, env.event_id
             )

@@ -274,6 +274,7 @@ class ClaimState(Tolerant):
     incoming_facts: ClaimAdjudicated | None = None  # a correction not yet planned
     rejected_sequence: int = 0  # the latest claim event the rules refused
     forfeit: Forfeit | None = None  # set while forfeited and revivable
+    forfeited_since: datetime | None = None  # the first forfeiture: the grace period runs from it
     final: bool = False  # the lifecycle has ended for good
     applied_updates: list[str] = []  # update ids applied (the latest few hundred): a retry is a no-op
     record_seq: int = 0  # writes of the claim record, so a stale write never wins

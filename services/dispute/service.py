@@ -3,7 +3,6 @@ announce each change, in one transaction), the tenant's calendar overrides, a cl
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -242,23 +241,18 @@ async def write_alert(
     )
 
 
-async def final_claim(session: AsyncSession, tenant_id: str, claim_id: str) -> datetime | None:
-    """When the claim's lifecycle ended, if it has (from the record)."""
-    row = (
+async def claim_recorded(session: AsyncSession, tenant_id: str, claim_id: str) -> str | None:
+    """``final`` when the claim's lifecycle has ended, ``open`` while it runs, None when unknown."""
+    final = (
         await session.execute(
-            select(claims.c.final, claims.c.closed_at, claims.c.updated_at).where(
-                claims.c.tenant_id == tenant_id, claims.c.claim_id == claim_id
-            )
+            select(claims.c.final).where(claims.c.tenant_id == tenant_id, claims.c.claim_id == claim_id)
         )
-    ).first()
-    if row is None or not row.final:
-        return None
-    closed: datetime = row.closed_at or row.updated_at
-    return closed
+    ).scalar_one_or_none()
+    return None if final is None else "final" if final else "open"
 
 
-async def record_late_event(session: AsyncSession, env: Envelope, event_sequence: int) -> None:
-    """A claim event that arrived after the claim's lifecycle ended: on its record, not applied."""
+async def record_late_event(session: AsyncSession, env: Envelope, event_sequence: int, reason: str) -> None:
+    """A claim event that cannot be applied (the lifecycle ended): on the claim's record."""
     from sqlalchemy import func
 
     mine = and_(claim_actions.c.tenant_id == env.tenant_id, claim_actions.c.claim_id == env.claim_id)
@@ -279,7 +273,7 @@ async def record_late_event(session: AsyncSession, env: Envelope, event_sequence
             details={
                 "event_id": str(env.event_id),
                 "event_sequence": event_sequence,
-                "reason": "the claim has ended",
+                "reason": reason,
             },
         )
         .on_conflict_do_nothing()

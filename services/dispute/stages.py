@@ -97,7 +97,12 @@ class ClaimStages(ClaimChanges, ClaimClock):
         s.passed.append(deadline_key(d))
         match s.stage:
             case Stage.OPEN_NEGOTIATION_WINDOW | Stage.IDR_INITIATION_WINDOW:
-                s.forfeit = Forfeit(deadline=d.name, due_on=d.due_on, stage_before=s.stage, at=workflow.now())
+                # the grace period runs from the first forfeiture: a revival that forfeits again
+                # (an extension to a date already past) does not start it over
+                s.forfeited_since = s.forfeited_since or workflow.now()
+                s.forfeit = Forfeit(
+                    deadline=d.name, due_on=d.due_on, stage_before=s.stage, at=s.forfeited_since
+                )
                 self._set_stage(
                     Stage.FORFEITED,
                     f"{d.name} {d.due_on.isoformat()} passed; an extension or a timely action recorded "

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.service import RPCError, RPCStatusCode
@@ -114,6 +115,7 @@ async def test_paid_settled_and_forfeited_claims_keep_their_timeline_after_the_w
     assert (await claim_status(running, settled)).json()["stage"] == "settled"
     lost = (await claim_status(running, forfeited)).json()
     assert lost["stage"] == "forfeited" and lost["transitions"][-1]["stage"] == "forfeited"
+    assert lost["final"] is False, lost["transitions"]  # revivable for the grace period
     assert any(
         a["kind"] == "missed"
         for a in (await get(running, f"/v1/claims/{forfeited}/audit")).json()
@@ -130,6 +132,21 @@ async def test_paid_settled_and_forfeited_claims_keep_their_timeline_after_the_w
 
     await wait_for("the late event on the record", noted)
     assert (await claim_status(running, paid)).json()["stage"] == "closed"
+
+    # the forfeited claim was still revivable (not final) when its workflow was purged: a new event
+    # is put on its record for an operator, and no second lifecycle starts
+    again = backfilled(forfeited, today - timedelta(days=120), event_sequence=2)
+    assert (await post_claim(running, again)).status_code == 202
+
+    async def held() -> Any:
+        record = (await claim_status(running, forfeited)).json()
+        return [a for a in record["actions"] if a["action"] == "claim_event_after_close"]
+
+    found = await wait_for("the event held on the record", held)
+    assert "gone" in found[0]["details"]["reason"]
+    client = await connect()
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle(claim_workflow_id(tenant, forfeited)).describe()
 
 
 async def test_a_correction_the_rules_refuse_leaves_the_claim_running(running: Stack) -> None:

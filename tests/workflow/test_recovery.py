@@ -349,3 +349,25 @@ async def test_a_closure_during_open_negotiation_moves_the_period_end_of_the_chi
         assert (await claim.status()).stage == "open_negotiation"  # not over on the old date
     await claim.go_to(end.due_on + timedelta(days=1))
     await claim.wait_stage("idr_initiation_window")
+
+
+async def test_a_revival_that_forfeits_again_does_not_restart_the_grace_period(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    due = await forfeit(claim)
+    await claim.go_to(due + timedelta(days=20))
+    passed = CAL.business_days_after(due, 5)  # granted, but already past when recorded
+    await claim.act(
+        "extension_granted",
+        deadline="open_negotiation_initiation_deadline",
+        new_date=passed.isoformat(),
+        reference="late notice of an extension",
+    )
+    assert claim.handle is not None
+    assert await claim.handle.result() == "forfeited"
+    status = await claim.status()
+    stages = [t.stage for t in status.transitions]
+    assert stages.count("forfeited") == 3  # forfeited, forfeited again after the revival, final
+    first = next(t.at for t in status.transitions if t.stage == "forfeited")
+    assert status.transitions[-1].at - first < timedelta(days=121)
