@@ -21,6 +21,10 @@ from shared.rules.eligibility import IneligibilityReason, PlanType, ServiceCateg
 from shared.rules.rulesets import BatchingRules, RuleConfig, batching_for
 
 BATCH_WINDOW_BUSINESS_DAYS = 30
+# the alternative period for items held by a cooling-off: 42 U.S.C. 300gg-111(c)(3)(A)(iv)
+# ("or an alternative period"), 45 CFR 149.510(c)(3)(i)(D); Maximus: "90-calendar day period if a
+# cooling off period applies" (audit 2026-11 row 16)
+COOLING_OFF_BATCH_WINDOW_CALENDAR_DAYS = 90
 # plans matched at issuer (carrier) level; every other plan type must be the same plan (plan_id)
 ISSUER_LEVEL_PLANS: frozenset[str] = frozenset({"fully_insured_group", "individual_market", "fehb"})
 # Category I CPT ranges for the 2026 "same CPT range" test (anesthesiology, radiology, pathology/lab)
@@ -63,6 +67,9 @@ class BatchItem(BaseModel):
     condition_group: str | None = None  # the caller's "similar condition" grouping
     encounter_id: str | None = None
     air_ambulance_transport_id: str | None = None
+    # the item's IDR initiation was held up by a cooling-off period (D3b); when every item is one,
+    # the dates of service may span 90 calendar days instead of 30 business days
+    cooling_off: bool = False
 
     @property
     def ref(self) -> str:
@@ -271,19 +278,54 @@ def check_batch(
                 _odd_ones(named, lambda i: (i.payer_id, i.plan_id)),
             )
 
-    # dates of service: within 30 business days after the first (day 0)
+    # dates of service: within 30 business days after the first (day 0), or within 90 calendar days
+    # when every item was held by a cooling-off period (the alternative period)
     first_date = min(i.service_date for i in items)
-    late = [
-        i for i in items if cal.business_days_between(first_date, i.service_date) > BATCH_WINDOW_BUSINESS_DAYS
-    ]
-    if late:
-        add(
-            ViolationCode.OUTSIDE_30_BUSINESS_DAYS,
-            f"dates of service must fall within {BATCH_WINDOW_BUSINESS_DAYS} business days after the first "
-            f"({first_date.isoformat()}, through "
-            f"{cal.business_days_after(first_date, BATCH_WINDOW_BUSINESS_DAYS).isoformat()})",
-            late,
-        )
+    bd_end = cal.business_days_after(first_date, BATCH_WINDOW_BUSINESS_DAYS)
+    all_cooling_off = all(i.cooling_off for i in items)
+    if all_cooling_off:
+        cd_end = first_date + timedelta(days=COOLING_OFF_BATCH_WINDOW_CALENDAR_DAYS)
+        beyond_bd = [
+            i
+            for i in items
+            if cal.business_days_between(first_date, i.service_date) > BATCH_WINDOW_BUSINESS_DAYS
+        ]
+        late = [i for i in beyond_bd if i.service_date > cd_end]
+        if late:
+            add(
+                ViolationCode.OUTSIDE_30_BUSINESS_DAYS,
+                f"dates of service of cooling-off items must fall within "
+                f"{COOLING_OFF_BATCH_WINDOW_CALENDAR_DAYS} calendar days after the first "
+                f"({first_date.isoformat()}, through {cd_end.isoformat()})",
+                late,
+            )
+        elif beyond_bd:
+            notes.append(
+                f"dates of service span more than {BATCH_WINDOW_BUSINESS_DAYS} business days but every "
+                "item was held by a cooling-off period, so the alternative "
+                f"{COOLING_OFF_BATCH_WINDOW_CALENDAR_DAYS}-calendar-day period applies "
+                f"(through {cd_end.isoformat()})"
+            )
+    else:
+        late = [
+            i
+            for i in items
+            if cal.business_days_between(first_date, i.service_date) > BATCH_WINDOW_BUSINESS_DAYS
+        ]
+        if late:
+            held = [i for i in items if i.cooling_off]
+            add(
+                ViolationCode.OUTSIDE_30_BUSINESS_DAYS,
+                f"dates of service must fall within {BATCH_WINDOW_BUSINESS_DAYS} business days after the "
+                f"first ({first_date.isoformat()}, through {bd_end.isoformat()})"
+                + (
+                    f"; the {COOLING_OFF_BATCH_WINDOW_CALENDAR_DAYS}-calendar-day alternative needs every "
+                    "item to be a cooling-off item"
+                    if held
+                    else ""
+                ),
+                late,
+            )
 
     # line-item cap
     if rules.line_item_cap is not None and len(items) > rules.line_item_cap:

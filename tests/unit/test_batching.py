@@ -385,3 +385,34 @@ def test_verdict_does_not_depend_on_order(order: list[int], late: bool) -> None:
     check = check_batch([items[k] for k in order])
     assert check.ok is (not late)
     assert sorted(ref for v in check.violations for ref in v.items) == (["CLM-4#1"] if late else [])
+
+
+# -- the 90-calendar-day alternative for cooling-off items (audit 2026-11 row 16) -------------------
+def test_row_16_cooling_off_items_60_calendar_days_apart_may_be_batched() -> None:
+    """audit row 16: two cooling-off items 60 calendar days apart, same plan, provider and condition,
+    are related by date under the alternative 90-calendar-day period (42 U.S.C. 300gg-111(c)(3)(A)(iv);
+    45 CFR 149.510(c)(3)(i)(D)); b4e4bbf reported OUTSIDE_30_BUSINESS_DAYS."""
+    later = DOS + timedelta(days=60)
+    r = check_batch([item(1, cooling_off=True), item(2, service_date=later, cooling_off=True)])
+    assert r.ok, r.violations
+    assert any("90-calendar-day" in n for n in r.notes)
+
+
+def test_row_16_cooling_off_window_ends_on_calendar_day_90() -> None:
+    """audit row 16: day 90 after the first date of service is inside, day 91 is not."""
+    ok = check_batch(
+        [item(1, cooling_off=True), item(2, service_date=DOS + timedelta(days=90), cooling_off=True)]
+    )
+    assert ok.ok, ok.violations
+    late = check_batch(
+        [item(1, cooling_off=True), item(2, service_date=DOS + timedelta(days=91), cooling_off=True)]
+    )
+    assert [v.code for v in late.violations] == [V.OUTSIDE_30_BUSINESS_DAYS]
+    assert "90 calendar days" in late.violations[0].reason and late.violations[0].items == ["CLM-2#1"]
+
+
+def test_row_16_the_alternative_needs_every_item_to_be_a_cooling_off_item() -> None:
+    """audit row 16: a batch mixing cooling-off and ordinary items keeps the 30-business-day window."""
+    r = check_batch([item(1, cooling_off=True), item(2, service_date=DOS + timedelta(days=60))])
+    assert [v.code for v in r.violations] == [V.OUTSIDE_30_BUSINESS_DAYS]
+    assert "every item to be a cooling-off item" in r.violations[0].reason
