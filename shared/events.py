@@ -39,6 +39,7 @@ class ClaimLine(BaseModel):
     billed: Decimal
     paid: Decimal
     qpa: Decimal | None = None
+    cost_sharing: Decimal | None = None  # the patient's share (PR); None: not known
 
 
 class ClaimAdjudicated(EventPayload):

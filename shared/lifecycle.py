@@ -44,6 +44,7 @@ class Stage(StrEnum):
     OFFERS_AND_FEES = "offers_and_fees"
     AWAITING_DETERMINATION = "awaiting_determination"
     PAYMENT_DUE = "payment_due"
+    REFUND_DUE = "refund_due"  # the award is below what the plan paid: the provider refunds the excess
     PAID = "paid"
     # exits
     SETTLED = "settled"
@@ -92,7 +93,13 @@ class OfferMade(Action):
 
 class Settlement(Action):
     settled_on: CalendarDate
-    amount: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    amount: Decimal = Field(
+        ge=0,
+        max_digits=12,
+        decimal_places=2,
+        description="the total out-of-network amount agreed for the claim's items; the plan owes it minus "
+        "the patient's cost sharing and its payments so far, within 30 days",
+    )
 
 
 class ResponseNoticeReceived(Action):
@@ -170,6 +177,17 @@ class ExtensionGranted(Action):
 
 class CoolingOffApplies(Action):
     prior_determination_on: CalendarDate
+    prior_initiated_by: Literal["provider", "plan"] = Field(
+        default="provider", description="only the party that initiated the prior dispute is barred"
+    )
+
+
+class RefundSent(Action):
+    """The provider refunded what the plan paid above the amount determined."""
+
+    sent_on: CalendarDate
+    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    reference: str | None = Field(default=None, max_length=200)
 
 
 class Closing(Action):

@@ -24,6 +24,7 @@ from shared.lifecycle import (
     IdrInitiated,
     OfferSubmitted,
     PaymentReceived,
+    RefundSent,
     Settlement,
 )
 from shared.temporal import claim_workflow_id
@@ -75,6 +76,12 @@ ACTIONS = (
     ),
     ActionSpec(
         "fee-refund-received", "fee_refund_received", FeeRefundReceived, "IDR entity fee refund received"
+    ),
+    ActionSpec(
+        "refund-sent",
+        "refund_sent",
+        RefundSent,
+        "The provider refunded what the plan paid above the amount determined",
     ),
     ActionSpec("settlement", "settlement", Settlement, "Settled after open negotiation"),
     ActionSpec("extension", "extension_granted", ExtensionGranted, "The Departments granted an extension"),

@@ -80,6 +80,9 @@ ACTIONS = {
     "post_cooling_off_initiation_deadline": (
         "The cooling-off has ended: initiate federal IDR for this claim by {due} ({cutoff})."
     ),
+    "provider_refund_deadline": (
+        "Refund {payer} what it paid above the amount determined by {due} ({cutoff}), then record it."
+    ),
     "offer_and_fee_deadline": (
         "Submit your offer and pay the administrative and IDR entity fees by {due} ({cutoff}); "
         "a party that misses this loses by default."
@@ -101,6 +104,10 @@ CONSEQUENCES = {
     "offer_and_fee_deadline": (
         "No offer and fees were recorded by the deadline: the IDR entity may decide for the other party "
         "by default. Record them now if they were sent."
+    ),
+    "provider_refund_deadline": (
+        "The refund of what the plan paid above the amount determined is past its 30 days: send it and "
+        "record it (refund-sent)."
     ),
     "initial_payment_deadline": (
         "The plan has neither paid nor denied within 30 calendar days of the bill: it is out of compliance "
@@ -190,6 +197,7 @@ class DisputeActivities:
             idr_initiated_on=req.idr_initiated_on,
             idre_selected_on=req.idre_selected_on,
             determination_on=req.determination_on,
+            agreement_on=req.agreement_on,
             batched=req.batched,
             state=req.state,
         )
@@ -203,6 +211,16 @@ class DisputeActivities:
             held = prior["cooling_off_ends"]
             deadlines["held_by_cooling_off_until"] = replace(held, name="held_by_cooling_off_until")
             deadlines["post_cooling_off_initiation_deadline"] = prior["post_cooling_off_initiation_deadline"]
+        if req.refund_due and "payment_deadline" in deadlines:
+            pay = deadlines["payment_deadline"]
+            deadlines["provider_refund_deadline"] = replace(
+                pay,
+                name="provider_refund_deadline",
+                explanation=pay.explanation.replace(
+                    "pay the amount determined",
+                    "the provider refunds what the plan paid above the amount determined (idr-rules D9)",
+                ),
+            )
         views = [
             DeadlineView(
                 name=d.name,

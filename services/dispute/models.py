@@ -76,6 +76,8 @@ claims = Table(
     Column("amount_initially_paid", MONEY, nullable=False, server_default=text("0")),
     Column("amount_owed", MONEY),
     Column("amount_received", MONEY, nullable=False, server_default=text("0")),
+    Column("refund_owed", MONEY),  # the provider's refund when the award is below what the plan paid
+    Column("refund_sent", MONEY, nullable=False, server_default=text("0")),
     Column("amount_at_stake", MONEY, nullable=False, server_default=text("0")),
     Column("dispute_number", String(40)),
     Column("idr_entity", String(200)),
@@ -109,6 +111,7 @@ claim_lines = Table(
     Column("billed", MONEY, nullable=False),
     Column("paid", MONEY, nullable=False),
     Column("qpa", MONEY),
+    Column("cost_sharing", MONEY),
     Column("provider_offer", MONEY),  # to the IDR entity
     Column("payer_offer", MONEY),
     Column("determined_amount", MONEY),

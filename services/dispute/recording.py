@@ -70,6 +70,8 @@ def record_request(
         amount_owed=s.amount_owed,
         amount_received=s.amount_received,
         payment_escalations=s.payment_escalations,
+        refund_owed=s.refund_owed,
+        refund_sent=s.refund_sent,
         dispute_number=s.dispute_number,
         idr_entity=s.idr_entity,
         lines=line_records(s),

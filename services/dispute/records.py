@@ -147,6 +147,8 @@ async def claim_record(engine: AsyncEngine, tenant_id: str, claim_id: str) -> Cl
         amount_owed=row.amount_owed,
         amount_received=row.amount_received,
         payment_escalations=row.payment_escalations,
+        refund_owed=row.refund_owed,
+        refund_sent=row.refund_sent,
         facts=ClaimAdjudicated.model_validate(row.facts) if row.facts is not None else None,
         final=row.final,
         closed_at=row.closed_at,

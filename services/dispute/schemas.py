@@ -72,6 +72,8 @@ class PlanRequest(Contract):
     state: str | None = None  # state-scoped extensions
     extensions: list[ExtensionGranted] = []  # granted for this claim
     remind: list[str] = []  # deadlines that get reminders
+    agreement_on: date | None = None  # a settlement: the plan's 30-day payment clock
+    refund_due: bool = False  # track the provider's refund on the payment clock
 
 
 class Plan(Contract):
@@ -156,6 +158,8 @@ class ClaimStatus(Contract):
     amount_owed: Decimal | None = None
     amount_received: Decimal = Decimal("0")
     payment_escalations: int = 0
+    refund_owed: Decimal | None = None
+    refund_sent: Decimal = Decimal("0")
     facts: ClaimAdjudicated | None = None  # what the claim event said (no patient data)
     final: bool = False  # the workflow has ended (read from the claim record)
     closed_at: datetime | None = None
@@ -268,6 +272,9 @@ class ClaimState(Tolerant):
     provider_prevailed: bool | None = None
     amount_owed: Decimal | None = None
     amount_received: Decimal = Decimal("0")
+    refund_owed: Decimal | None = None  # the provider's, when the award is below what the plan paid
+    refund_sent: Decimal = Decimal("0")
+    prior_initiated_by: str | None = None  # who initiated the dispute whose cooling-off applies
     fee_refund_received: bool = False
     payment_escalations: int = 0
     pending_events: list[EmitRequest] = []
@@ -338,6 +345,8 @@ class RecordRequest(Contract):
     amount_owed: Decimal | None
     amount_received: Decimal
     payment_escalations: int
+    refund_owed: Decimal | None = None
+    refund_sent: Decimal = Decimal("0")
     dispute_number: str | None
     idr_entity: str | None
     lines: list[LineRecord]

@@ -5,6 +5,7 @@ Deterministic; mixed into ``ClaimLifecycleWorkflow``."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
@@ -14,7 +15,8 @@ with workflow.unsafe.imports_passed_through():
     from services.dispute.changes import ClaimChanges
     from services.dispute.clock import ClaimClock, deadline_key
     from services.dispute.schemas import DeadlineView, Forfeit
-    from shared.lifecycle import NegotiationInput, NegotiationOutcome, Stage
+    from shared.lifecycle import Action, NegotiationInput, NegotiationOutcome, Settlement, Stage
+    from shared.rules.cooling_off import initiation_window
     from shared.temporal import negotiation_workflow_id
 
 
@@ -40,7 +42,7 @@ class ClaimStages(ClaimChanges, ClaimClock):
             case Stage.COOLING_OFF:
                 return "held_by_cooling_off_until"
             case Stage.IDR_INITIATION_WINDOW:
-                if "prior_determination_on" in s.dates:
+                if self._post_cooling_off():
                     return "post_cooling_off_initiation_deadline"
                 return "idr_initiation_deadline"
             case Stage.IDR_INITIATED:
@@ -59,6 +61,8 @@ class ClaimStages(ClaimChanges, ClaimClock):
                 return "determination_deadline"
             case Stage.PAYMENT_DUE:
                 return "payment_deadline"
+            case Stage.REFUND_DUE:
+                return "provider_refund_deadline"
             case Stage.PAID:
                 tracking = s.provider_prevailed and s.fees_paid and not s.fee_refund_received
                 return "idre_fee_refund_deadline" if tracking else None
@@ -168,14 +172,71 @@ class ClaimStages(ClaimChanges, ClaimClock):
         for offer in result.offers:
             self._note(f"offer_{offer.party}", offer, "applied", None)
         if result.settled and result.settlement:
-            self._set_stage(
-                Stage.SETTLED,
-                f"settled in open negotiation for ${result.settlement.amount:,.2f}",
-                result.settlement,
+            self._settled(
+                result.settlement, f"settled in open negotiation for ${result.settlement.amount:,.2f}"
             )
         else:
             s.passed.append(deadline_key(s.deadlines["open_negotiation_period_end"]))
             self._set_stage(Stage.IDR_INITIATION_WINDOW, "the 30-business-day open negotiation period ended")
+
+    def _post_cooling_off(self) -> bool:
+        """The 30 business days after a cooling-off replace business days 31-34 only when open
+        negotiation ended inside the cooling-off and the prior dispute was ours (audit rows 3, 10)."""
+        s = self.s
+        end, held = (
+            s.deadlines.get("open_negotiation_period_end"),
+            s.deadlines.get("held_by_cooling_off_until"),
+        )
+        if end is None or held is None:
+            return False
+        window = initiation_window(
+            end.due_on,
+            s.dates.get("prior_determination_on"),
+            held.due_on,
+            prior_initiated_by_us=s.prior_initiated_by != "plan",
+        )
+        return window == "post_cooling_off"
+
+    def _settle_amounts(self, awards: dict[int, Decimal], outcome: str, by: Action) -> None:
+        """Per line: the plan owes the out-of-network rate minus the patient's cost sharing minus
+        what it paid; where that is negative the provider refunds the excess (audit row 4). The
+        claim's balance nets the lines: the plan pays it, or the provider refunds it, in 30 days."""
+        s = self.s
+        assert s.facts is not None
+        balance = Decimal(0)
+        for line in s.facts.lines:
+            if line.line_number in awards:
+                balance += awards[line.line_number] - (line.cost_sharing or Decimal(0)) - line.paid
+        if balance > 0:
+            s.amount_owed, s.refund_owed = balance, None
+            self._set_stage(Stage.PAYMENT_DUE, f"{outcome}; ${balance:,.2f} owed by the plan", by)
+        elif balance < 0:
+            s.amount_owed, s.refund_owed = Decimal(0), -balance
+            self._set_stage(
+                Stage.REFUND_DUE,
+                f"{outcome}; the plan paid ${-balance:,.2f} more than the amount determined: "
+                "the provider refunds it",
+                by,
+            )
+        else:
+            s.amount_owed = Decimal(0)
+            self._set_stage(Stage.PAID, f"{outcome}; no additional payment owed", by)
+
+    def _settled(self, a: Settlement, reason: str) -> None:
+        """A settlement ends the dispute; the plan still pays the amount agreed within 30 days
+        (42 U.S.C. 300gg-111(c)(6); audit row 5)."""
+        s = self.s
+        assert s.facts is not None
+        self._set_stage(Stage.SETTLED, reason, a)
+        owed = a.amount - sum(
+            (line.paid + (line.cost_sharing or Decimal(0)) for line in s.facts.lines), Decimal(0)
+        )
+        if owed > 0:
+            s.dates["agreement_on"] = a.settled_on
+            s.amount_owed = owed
+            self._set_stage(
+                Stage.PAYMENT_DUE, f"the plan owes ${owed:,.2f} of the amount agreed within 30 days", a
+            )
 
     def _first_deadline(self) -> DeadlineView | None:
         """The deadline the first stage runs on: the plan's payment, or open negotiation's start."""
@@ -230,6 +291,20 @@ class ClaimStages(ClaimChanges, ClaimClock):
                 Stage.FORFEITED,
                 f"no extension or timely action was recorded within {self.grace_days} days: "
                 "the forfeiture is final",
+            )
+            return
+        held = s.deadlines.get("held_by_cooling_off_until")
+        if (
+            s.stage == Stage.IDR_INITIATION_WINDOW
+            and held is not None
+            and deadline_key(held) not in s.passed
+            and held.due_at > workflow.now()
+            and self._post_cooling_off()
+        ):
+            self._set_stage(
+                Stage.COOLING_OFF,
+                f"a prior determination's cooling-off holds this claim until {held.due_on.isoformat()}; "
+                "open negotiation ended inside it",
             )
             return
         active = self._active_deadline()

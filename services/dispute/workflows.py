@@ -51,10 +51,12 @@ with workflow.unsafe.imports_passed_through():
         NoticeSent,
         OfferSubmitted,
         PaymentReceived,
+        RefundSent,
         ResponseNoticeReceived,
         Settlement,
         Stage,
     )
+    from shared.rules.cooling_off import barred_on
     from shared.temporal import (
         IDR_CLAIM_ID,
         IDR_NEXT_DEADLINE,
@@ -72,6 +74,7 @@ REMIND = (
     "idr_initiation_deadline",
     "post_cooling_off_initiation_deadline",
     "offer_and_fee_deadline",
+    "provider_refund_deadline",
 )
 IDR_STAGES = (
     Stage.IDR_INITIATED,
@@ -157,6 +160,8 @@ class ClaimLifecycleWorkflow(ClaimStages):
             amount_owed=s.amount_owed,
             amount_received=s.amount_received,
             payment_escalations=s.payment_escalations,
+            refund_owed=s.refund_owed,
+            refund_sent=s.refund_sent,
             facts=s.facts,
             final=self._ended(),
         )
@@ -207,13 +212,10 @@ class ClaimLifecycleWorkflow(ClaimStages):
     @workflow.update(name="cooling_off_applies")
     async def cooling_off_applies(self, a: CoolingOffApplies) -> ClaimStatus:
         if self._begin("cooling_off_applies", a):
+            # whether it holds the claim is decided once the cooling-off's end is planned (stages)
             self.s.dates["prior_determination_on"] = a.prior_determination_on
-            if self.s.stage == Stage.IDR_INITIATION_WINDOW:
-                self._set_stage(
-                    Stage.COOLING_OFF, "a prior determination's 90-day cooling-off holds this claim", a
-                )
-            else:
-                self._bump()
+            self.s.prior_initiated_by = a.prior_initiated_by
+            self._bump()
         return await self._replanned()
 
     @cooling_off_applies.validator
@@ -251,10 +253,15 @@ class ClaimLifecycleWorkflow(ClaimStages):
             )
         if not self._revivable_by(*INITIATION):
             self._require(Stage.IDR_INITIATION_WINDOW)
-        if "prior_determination_on" in self.s.dates:
-            held = d["held_by_cooling_off_until"].due_on
-            if a.initiated_on <= held:
-                raise ValueError(f"initiated_on: the cooling-off holds this claim until {held.isoformat()}")
+        held = d.get("held_by_cooling_off_until")
+        prior = self.s.dates.get("prior_determination_on")
+        if held and barred_on(
+            a.initiated_on, prior, held.due_on, prior_initiated_by_us=self.s.prior_initiated_by != "plan"
+        ):
+            raise ValueError(
+                f"initiated_on: the cooling-off holds this claim until {held.due_on.isoformat()}"
+            )
+        if self._post_cooling_off():
             self._within("post_cooling_off_initiation_deadline", a.initiated_on, "initiated_on")
             self._not_future(a.initiated_on, "initiated_on")
             return
@@ -369,13 +376,8 @@ class ClaimLifecycleWorkflow(ClaimStages):
     async def determination(self, a: Determination) -> ClaimStatus:
         if not self._begin("determination", a):
             return await self._replanned()
-        facts = self.s.facts
-        assert facts is not None
-        paid = {line.line_number: line.paid for line in facts.lines}
-        owed = sum((max(award.amount - paid[award.line_number], Decimal(0)) for award in a.lines), Decimal(0))
         won = sum(1 for award in a.lines if award.prevailing_party == "provider")
         self.s.provider_prevailed = won * 2 > len(a.lines)
-        self.s.amount_owed = owed
         self.s.dates["determination_on"] = a.determined_on
         outcome = (
             "provider prevailed"
@@ -385,10 +387,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
             else "split decision"
         )
         kind = "default decision, " if a.default else ""
-        if owed > 0:
-            self._set_stage(Stage.PAYMENT_DUE, f"{kind}{outcome}; ${owed:,.2f} owed by the plan", a)
-        else:
-            self._set_stage(Stage.PAID, f"{kind}{outcome}; no additional payment owed", a)
+        self._settle_amounts({award.line_number: award.amount for award in a.lines}, f"{kind}{outcome}", a)
         return await self._replanned()
 
     @determination.validator
@@ -453,6 +452,25 @@ class ClaimLifecycleWorkflow(ClaimStages):
             return
         self._require(Stage.PAID, Stage.PAYMENT_DUE)
 
+    @workflow.update(name="refund_sent")
+    async def refund_sent(self, a: RefundSent) -> ClaimStatus:
+        if self._begin("refund_sent", a):
+            s = self.s
+            s.refund_sent += a.amount
+            if s.refund_sent >= (s.refund_owed or Decimal(0)) and s.stage == Stage.REFUND_DUE:
+                self._set_stage(Stage.PAID, f"the provider's refund of ${s.refund_sent:,.2f} was sent", a)
+            else:
+                self._bump()
+        return await self._replanned()
+
+    @refund_sent.validator
+    def _v_refund_sent(self, a: RefundSent) -> None:
+        if self._replay():
+            return
+        self._require(Stage.REFUND_DUE)
+        self._not_before(a.sent_on, "determination_on", "sent_on")
+        self._not_future(a.sent_on, "sent_on")
+
     # -- any time -----------------------------------------------------------------------------
     @workflow.update(name="settlement")
     async def settlement(self, a: Settlement) -> ClaimStatus:
@@ -463,7 +481,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
                 if after_initiation
                 else ""
             )
-            self._set_stage(Stage.SETTLED, f"settled for ${a.amount:,.2f}.{note}", a)
+            self._settled(a, f"settled for ${a.amount:,.2f}.{note}")
         return await self._replanned()
 
     @settlement.validator
@@ -561,6 +579,8 @@ class ClaimLifecycleWorkflow(ClaimStages):
                     state=s.facts.state,
                     extensions=list(s.extensions),
                     remind=list(REMIND),
+                    agreement_on=s.dates.get("agreement_on"),
+                    refund_due=bool(s.refund_owed and s.refund_sent < s.refund_owed),
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,

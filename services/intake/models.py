@@ -61,6 +61,7 @@ claim_lines = _Table(
     Column("billed", Numeric(12, 2), nullable=False),
     Column("paid", Numeric(12, 2), nullable=False),
     Column("qpa", Numeric(12, 2)),
+    Column("cost_sharing", Numeric(12, 2)),
     PrimaryKeyConstraint("tenant_id", "claim_id", "line_number"),
     ForeignKeyConstraint(
         ["tenant_id", "claim_id"], [claims.c.tenant_id, claims.c.claim_id], ondelete="CASCADE"

@@ -82,6 +82,11 @@ class Line(Strict):
     billed: Money
     paid: Money
     qpa: Money | None = None
+    cost_sharing: Money | None = Field(
+        default=None,
+        description="the patient's cost sharing for the line (deductible, copay, coinsurance); the plan "
+        "owes the out-of-network rate minus this and its payments",
+    )
 
 
 class ClaimIn(Strict):

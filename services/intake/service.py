@@ -62,6 +62,7 @@ def to_event(claim: ClaimIn) -> ClaimAdjudicated:
                 billed=line.billed,
                 paid=line.paid,
                 qpa=line.qpa,
+                cost_sharing=line.cost_sharing,
             )
             for i, line in enumerate(claim.lines)
         ],
@@ -189,6 +190,7 @@ async def accept_claim(
                         "billed": line.billed,
                         "paid": line.paid,
                         "qpa": line.qpa,
+                        "cost_sharing": line.cost_sharing,
                     }
                     for i, line in enumerate(claim.lines)
                 ],

@@ -32,6 +32,7 @@ DEADLINE_LABELS = {
     "departments_idre_selection_deadline": "The Departments' IDR entity selection",
     "determination_deadline": "The IDR entity's determination",
     "payment_deadline": "The plan's payment",
+    "provider_refund_deadline": "Your refund of the plan's overpayment",
     "idre_fee_refund_deadline": "The IDR entity fee refund",
 }
 

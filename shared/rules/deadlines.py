@@ -38,6 +38,8 @@ class Triggers(BaseModel):
     idre_selected_on: date | None = None
     determination_on: date | None = None
     improper_batch_notice_on: date | None = None
+    # the parties agreed on the amount (open negotiation or during IDR): the plan pays in 30 days
+    agreement_on: date | None = None
     batched: bool = False
     line_items: int = 1
     state: str | None = None
@@ -68,6 +70,11 @@ class Triggers(BaseModel):
             and self.improper_batch_notice_on < self.idr_initiated_on
         ):
             raise ValueError("improper_batch_notice_on: the notice cannot come before IDR was initiated")
+        if self.agreement_on and self.determination_on:
+            raise ValueError("agreement_on: a dispute is either settled or determined, not both")
+        first = self.initial_payment_received_on or self.bill_sent_on
+        if self.agreement_on and first and self.agreement_on < first:
+            raise ValueError(f"agreement_on: {self.agreement_on.isoformat()} is before {first.isoformat()}")
         if self.line_items < 1:
             raise ValueError("line_items: at least 1")
         return self
@@ -222,6 +229,14 @@ def compute_schedule(
                 "IDR entity's eligibility review",
                 rule_set="idr-operations-2026",
             )
+    if t.agreement_on:
+        b.calendar_days(
+            "payment_deadline",
+            "D9",
+            t.agreement_on,
+            30,
+            "pay the amount agreed (42 U.S.C. 300gg-111(c)(6)); cannot be extended",
+        )
     if t.determination_on:
         det = t.determination_on
         b.calendar_days("payment_deadline", "D9", det, 30, "pay the amount determined; cannot be extended")

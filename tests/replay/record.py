@@ -103,9 +103,15 @@ async def settled(env: WorkflowEnvironment) -> None:
     started = await claim.open_negotiation()
     await claim.negotiate("offer", party="provider", offered_on=started.isoformat(), amounts={1: "1800.00"})
     await claim.negotiate("settle", settled_on=started.isoformat(), amount="1100.00")
-    await claim.wait_stage("settled")
+    # the plan owes what was agreed, less its payment, within 30 days (audit row 5)
+    await claim.wait_stage("payment_due")
+    for _ in range(100):
+        if "payment_deadline" in (await claim.status()).deadlines:
+            break
+        await asyncio.sleep(0.05)
+    await claim.act("payment_received", received_on=started.isoformat(), amount="750.00")
     assert claim.handle is not None
-    assert await claim.handle.result() == "settled"
+    assert await claim.handle.result() == "closed"
     await save(env.client, "claim:t1:REPLAY-SETTLED", "claim_settled")
     await save(env.client, "negotiation:t1:REPLAY-SETTLED", "negotiation_settled")
 

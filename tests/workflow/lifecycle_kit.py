@@ -198,6 +198,7 @@ class Claim:
             "withdrawn": lifecycle.Closing,
             "administratively_closed": lifecycle.Closing,
             "closed": lifecycle.Closing,
+            "refund_sent": lifecycle.RefundSent,
         }[update]
         assert self.handle is not None
         return await self.handle.execute_update(update, model.model_validate(body), result_type=ClaimStatus)

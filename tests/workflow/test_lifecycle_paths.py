@@ -26,14 +26,32 @@ async def test_settled_in_open_negotiation(env: WorkflowEnvironment, rec: Record
     await claim.negotiate("offer", party="provider", offered_on=started.isoformat(), amounts={1: "1800.00"})
     await claim.negotiate("offer", party="payer", offered_on=started.isoformat(), amounts={1: "600.00"})
     await claim.negotiate("settle", settled_on=started.isoformat(), amount="1100.00")
-    status = await claim.wait_stage("settled")
+    # audit row 5: the plan pays the amount agreed (less what it paid) within 30 days
+    status = await claim.wait_stage("payment_due")
     assert [a.action for a in status.actions] == [
         "open_negotiation_notice_sent",
         "offer_provider",
         "offer_payer",
     ]
-    assert "settled in open negotiation for $1,100.00" in status.transitions[-1].reason
-    assert rec.stages() == ["open_negotiation_window", "open_negotiation", "settled"]
+    assert "settled in open negotiation for $1,100.00" in status.transitions[-2].reason
+    assert status.amount_owed == Decimal("750.00")  # 1,100 agreed - 350 paid
+    for _ in range(100):  # planned right after the stage change
+        if "payment_deadline" in (status := await claim.status()).deadlines:
+            break
+        await asyncio.sleep(0.05)
+    assert status.deadlines["payment_deadline"].due_on == started + timedelta(days=30)
+    assert rec.stages() == ["open_negotiation_window", "open_negotiation", "settled", "payment_due"]
+
+
+async def test_a_settlement_at_what_the_plan_already_paid_ends_the_claim(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    claim = Claim(env)
+    await claim.start()
+    started = await claim.open_negotiation()
+    await claim.negotiate("settle", settled_on=started.isoformat(), amount="350.00")
+    await claim.wait_stage("settled")
+    assert claim.handle is not None and await claim.handle.result() == "settled"
 
 
 async def test_idr_may_start_on_business_day_31_but_not_30(env: WorkflowEnvironment, rec: Recorder) -> None:
@@ -243,8 +261,8 @@ async def test_cooling_off_then_re_initiation(env: WorkflowEnvironment, rec: Rec
     await claim.start()
     day31 = await claim.through_negotiation()
     prior = day31 - timedelta(days=30)
-    status = await claim.act("cooling_off_applies", prior_determination_on=prior.isoformat())
-    assert status.stage == "cooling_off"
+    await claim.act("cooling_off_applies", prior_determination_on=prior.isoformat())
+    status = await claim.wait_stage("cooling_off")  # open negotiation ended inside the cooling-off
     held = status.deadlines["held_by_cooling_off_until"].due_on
     assert held == prior + timedelta(days=90)
     await claim.go_to(held + timedelta(days=1))

@@ -1,0 +1,141 @@
+"""The lifecycle rows of the 2026-11 regulatory audit (../shared/domain/audit-2026-11.md): each test
+names its row and fails on commit b4e4bbf."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from temporalio.testing import WorkflowEnvironment
+
+from services.dispute.schemas import ClaimEventSignal, ClaimStatus
+from tests.workflow.lifecycle_kit import CAL, Claim, Recorder
+
+
+async def planned(claim: Claim, name: str) -> ClaimStatus:
+    for _ in range(100):
+        status = await claim.status()
+        if name in status.deadlines:
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} was never planned")
+
+
+async def with_cost_sharing(claim: Claim, *shares: str) -> None:
+    """The 835's patient responsibility arrives as a corrected claim event."""
+    status = await claim.status()
+    assert status.facts is not None and claim.handle is not None
+    lines = [
+        line.model_copy(update={"cost_sharing": Decimal(share)})
+        for line, share in zip(status.facts.lines, shares, strict=True)
+    ]
+    facts = status.facts.model_copy(update={"event_sequence": 2, "lines": lines})
+    await claim.handle.signal(
+        "claim_event", ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=facts)
+    )
+    for _ in range(100):
+        if (await claim.status()).event_sequence == 2:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the cost sharing was not applied")
+
+
+async def test_row_4_the_plan_owes_the_award_minus_cost_sharing_minus_its_payment(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 4: paid $300, coinsurance $100, award $1,000: the plan owes $600 (not $700), and
+    $600 received closes the payment (no false PaymentOverdue)."""
+    claim = Claim(env)
+    await claim.start(paid=["300.00"])
+    await with_cost_sharing(claim, "100.00")
+    determined = await claim.to_determination()
+    status = await claim.act(
+        "determination",
+        determined_on=determined.isoformat(),
+        lines=[{"line_number": 1, "prevailing_party": "provider", "amount": "1000.00"}],
+    )
+    assert status.stage == "payment_due" and status.amount_owed == Decimal("600.00")
+    status = await claim.act("payment_received", received_on=determined.isoformat(), amount="600.00")
+    assert status.stage == "paid"
+
+
+async def test_row_4_an_award_below_the_initial_payment_tracks_the_providers_refund(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 4: award $250 with $300 paid: not `paid` but `refund_due` ($50, 30-day clock with
+    reminders, an alert when it passes), closed once the refund is recorded."""
+    claim = Claim(env)
+    await claim.start(paid=["300.00"])
+    determined = await claim.to_determination()
+    await claim.act(
+        "determination",
+        determined_on=determined.isoformat(),
+        lines=[{"line_number": 1, "prevailing_party": "payer", "amount": "250.00"}],
+    )
+    status = await planned(claim, "provider_refund_deadline")
+    assert status.stage == "refund_due" and status.refund_owed == Decimal("50.00")
+    due = status.deadlines["provider_refund_deadline"]
+    assert due.due_on == determined + timedelta(days=30) and "refund" in due.explanation
+    await claim.go_to(due.due_on + timedelta(days=1))
+    assert "provider_refund_deadline" in rec.missed()
+    assert any(a.deadline.name == "provider_refund_deadline" and not a.missed for a in rec.alerts)
+    status = await claim.act("refund_sent", sent_on=(await claim.today()).isoformat(), amount="50.00")
+    assert status.stage in ("paid", "closed")
+
+
+async def test_row_5_a_settlement_during_idr_starts_the_30_day_payment_clock(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 5: a settlement (here after initiation) is paid within 30 days, with the same
+    tracking and escalation as an award."""
+    claim = Claim(env)
+    await claim.start(paid=["350.00"])
+    day31 = await claim.through_negotiation()
+    await claim.initiate(day31)
+    status = await claim.act("settlement", settled_on=day31.isoformat(), amount="1150.00")
+    assert status.stage == "payment_due" and status.amount_owed == Decimal("800.00")
+    assert status.deadlines["payment_deadline"].due_on == day31 + timedelta(days=30)
+    assert [t.stage for t in status.transitions][-2:] == ["settled", "payment_due"]
+    await claim.go_to(day31 + timedelta(days=32))
+    assert [a.overdue.escalation_level for a in rec.overdue() if a.overdue] == [1]
+
+
+async def test_row_3_a_cooling_off_that_ends_before_open_negotiation_does_keeps_days_31_to_34(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 3: the post-cooling-off window applies only when business day 30 of open
+    negotiation falls inside the cooling-off. Here it ends 10 days into open negotiation, so the
+    claim keeps business days 31-34 (b4e4bbf moved it to 30 business days after the cooling-off
+    and accepted late initiations)."""
+    claim = Claim(env)
+    await claim.start()
+    started = await claim.open_negotiation()
+    prior = started - timedelta(days=80)  # cooling-off ends 10 days into open negotiation
+    await claim.act("cooling_off_applies", prior_determination_on=prior.isoformat())
+    day31 = CAL.business_day_beginning(started, 31)
+    await claim.go_to(day31)
+    status = await claim.wait_stage("idr_initiation_window")
+    assert status.next_deadline is not None and status.next_deadline.name == "idr_initiation_deadline"
+    assert status.next_deadline.due_on == CAL.business_day_beginning(started, 34)
+    await claim.go_to(CAL.business_day_beginning(started, 35))
+    await claim.wait_stage("forfeited")
+
+
+async def test_row_10_only_the_party_that_initiated_the_prior_dispute_is_held(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 10: the plan initiated the prior dispute, so the provider may initiate on
+    business day 31 although the cooling-off runs."""
+    claim = Claim(env)
+    await claim.start()
+    day31 = await claim.through_negotiation()
+    await claim.act(
+        "cooling_off_applies",
+        prior_determination_on=(day31 - timedelta(days=30)).isoformat(),
+        prior_initiated_by="plan",
+    )
+    status = await claim.status()
+    assert status.stage == "idr_initiation_window"
+    await claim.initiate(day31)
