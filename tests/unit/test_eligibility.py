@@ -44,6 +44,16 @@ def test_base_claim_is_eligible_with_an_explanation() -> None:
     assert "not checked" in r.explanation  # a partial screen says what it could not check
 
 
+# every condition of a valid notice and consent, known and met (45 CFR 149.110(c)(2)(ii), 149.420)
+CONSENT_CONDITIONS: dict[str, Any] = {
+    "no_participating_provider_available": False,
+    "unforeseen_urgent_medical_need": False,
+    "can_travel_by_nonmedical_transport": True,
+    "in_condition_to_consent": True,
+}
+HOSPITAL_ITEM: dict[str, Any] = {"billed_as": "facility", "facility_type": "hospital"}
+
+
 # One row per way the screen can produce each reason: (overrides, code, words in the message, facts).
 CASES: list[tuple[str, dict[str, Any], IneligibilityReason, list[str], dict[str, str]]] = [
     *[
@@ -71,7 +81,7 @@ CASES: list[tuple[str, dict[str, Any], IneligibilityReason, list[str], dict[str,
     *[
         (
             f"consent-{cat}",
-            {"service_category": cat, "notice_and_consent_given": True},
+            {"service_category": cat, "notice_and_consent_given": True, **CONSENT_CONDITIONS},
             R.NOT_NSA_ELIGIBLE,
             ["notice and consent", cat],
             {"service_category": cat, "notice_and_consent_given": "true", "ancillary_service": "false"},
@@ -93,11 +103,11 @@ CASES: list[tuple[str, dict[str, Any], IneligibilityReason, list[str], dict[str,
         {"specified_state_law_applies": "true", "state": "TX"},
     ),
     (
-        "maryland-table-fully-insured",
-        {"state": "MD"},
+        "maryland-table-hospital-facility-item",
+        {"state": "MD", **HOSPITAL_ITEM},
         R.NOT_NSA_ELIGIBLE,
-        ["Maryland", "All-Payer Model"],
-        {"state": "MD", "state_law": "Maryland All-Payer Model"},
+        ["Maryland All-Payer Model", "hospital facility items"],
+        {"state": "MD", "state_law": "Maryland All-Payer Model", "item": "hospital_facility"},
     ),
     (
         "not-covered",
@@ -172,6 +182,7 @@ CASES: list[tuple[str, dict[str, Any], IneligibilityReason, list[str], dict[str,
         {
             "prior_determination_on": date(2023, 3, 1),
             "same_parties_and_item_as_prior": True,
+            "prior_initiated_by": "provider",
             "open_negotiation_started_on": CMS_ON,
             "idr_initiated_on": date(2023, 4, 18),
         },
@@ -188,7 +199,9 @@ CASES: list[tuple[str, dict[str, Any], IneligibilityReason, list[str], dict[str,
         {
             "prior_determination_on": date(2026, 11, 2),
             "same_parties_and_item_as_prior": True,
+            "prior_initiated_by": "provider",
             "prior_dispute_batched": True,
+            "prior_open_negotiation_started_on": date(2026, 11, 2),
             "open_negotiation_started_on": date(2026, 11, 2),
             "idr_initiated_on": date(2026, 12, 16),
         },
@@ -201,6 +214,7 @@ CASES: list[tuple[str, dict[str, Any], IneligibilityReason, list[str], dict[str,
         {
             "prior_determination_on": date(2023, 3, 1),
             "same_parties_and_item_as_prior": True,
+            "prior_initiated_by": "provider",
             "idr_initiated_on": date(2023, 5, 30),
         },
         R.COOLING_OFF_NOT_COMPLETED,
@@ -256,9 +270,9 @@ REVIEW_CASES: list[tuple[str, dict[str, Any], list[str], dict[str, str]]] = [
         {"self_funded_opt_in": "true", "state_law": "New Jersey surprise-billing law"},
     ),
     (
-        "self-insured-opted-in-where-table-lists-no-opt-in",
+        "self-insured-opted-in-where-table-does-not-know-opt-in",
         {"state": "TX", "plan_type": "self_insured_erisa", "self_funded_opt_in": True},
-        ["does not list as allowing opt-in", "Texas"],
+        ["does not know whether self-insured plans may opt in", "Texas"],
         {"self_funded_opt_in": "true"},
     ),
     (
@@ -398,11 +412,12 @@ def test_fehb_is_not_screened_against_state_law() -> None:
 
 def test_packaged_state_law_table() -> None:
     table = load_state_laws()
-    assert len(table.states) == 22
-    assert table.confidence.startswith("L: verify each state")
-    assert "Peterson-KFF" in table.source and "not verified state by state" in table.source
+    assert len(table.states) == 23  # the 22 of Part B 1.2 and Alaska (audit row 8)
+    assert table.confidence.startswith("L/M")
+    assert "Peterson-KFF" in table.source and "reviewed state by state" in table.source
     md = table.get("md")
-    assert md is not None and md.all_payer_model
+    assert md is not None and md.all_payer_model is not None
+    assert md.all_payer_model.items == ["hospital_facility"]
     assert [s for s, law in table.states.items() if law.all_payer_model] == ["MD"]
     for law in table.states.values():
         assert "fully_insured_group" in law.applies_to
@@ -468,7 +483,11 @@ def test_consent_cannot_waive_ancillary_or_emergency(category: str, ancillary: b
 
 
 def test_ancillary_consent_contrasted_with_non_ancillary() -> None:
-    waived = screen(facts(service_category="non_emergency_at_facility", notice_and_consent_given=True))
+    waived = screen(
+        facts(
+            service_category="non_emergency_at_facility", notice_and_consent_given=True, **CONSENT_CONDITIONS
+        )
+    )
     kept = screen(
         facts(
             service_category="non_emergency_at_facility",
@@ -481,7 +500,11 @@ def test_ancillary_consent_contrasted_with_non_ancillary() -> None:
 
 
 # -- cooling-off and the post-cooling-off window (D3b, D4) -----------------------------------------
-COOLING = {"prior_determination_on": date(2023, 3, 1), "same_parties_and_item_as_prior": True}
+COOLING: dict[str, Any] = {
+    "prior_determination_on": date(2023, 3, 1),
+    "same_parties_and_item_as_prior": True,
+    "prior_initiated_by": "provider",
+}
 
 
 @pytest.mark.parametrize(
@@ -516,10 +539,13 @@ def test_batched_cooling_off_follows_the_rule_set() -> None:
     base = {
         "prior_determination_on": date(2026, 11, 2),
         "same_parties_and_item_as_prior": True,
+        "prior_initiated_by": "provider",
         "open_negotiation_started_on": date(2026, 11, 2),
         "idr_initiated_on": date(2026, 12, 17),
     }
-    batched = screen(facts(**base, prior_dispute_batched=True))
+    batched = screen(
+        facts(**base, prior_dispute_batched=True, prior_open_negotiation_started_on=date(2026, 11, 2))
+    )
     assert batched.status == "eligible"
     assert "batching-2026" in batched.rule_sets
     single = screen(facts(**base))  # 90 calendar days: through 2027-01-31
@@ -529,7 +555,8 @@ def test_batched_cooling_off_follows_the_rule_set() -> None:
 
 def test_batched_cooling_off_before_2026_is_90_calendar_days() -> None:
     r = screen(facts(**COOLING, prior_dispute_batched=True, idr_initiated_on=date(2023, 5, 30)))
-    assert r.codes == [R.COOLING_OFF_NOT_COMPLETED]
+    assert r.status == "ineligible"
+    assert [f.code for f in r.reasons if f.severity == "ineligible"] == [R.COOLING_OFF_NOT_COMPLETED]
     assert "batching-2022" in r.rule_sets
 
 
