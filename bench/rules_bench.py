@@ -59,6 +59,7 @@ def baseline(t: dict[str, np.ndarray], holidays: np.ndarray) -> dict[str, np.nda
         "idr_initiation_deadline": beginning(t["open_negotiation_started_on"], 34),
         "idre_joint_selection_deadline": after(t["idr_initiated_on"], 3),
         "departments_idre_selection_deadline": after(t["idr_initiated_on"], 6),
+        "conflict_attestation_deadline": after(t["idre_selected_on"], 3),
         "offer_and_fee_deadline": after(t["idre_selected_on"], 10),
         "determination_deadline": after(t["idre_selected_on"], 30),
         "payment_deadline": det + D(30, "D"),
@@ -116,7 +117,7 @@ def main() -> None:
             )
 
     t_one = timed(per_claim, repeat=1)
-    table = Table(title=f"Full deadline schedule (12 deadlines), one core, {N:,} synthetic claims")
+    table = Table(title=f"Full deadline schedule (13 deadlines), one core, {N:,} synthetic claims")
     table.add_column("path")
     table.add_column("claims/s", justify="right")
     table.add_column("vs baseline", justify="right")

@@ -45,6 +45,7 @@ class Stage(StrEnum):
     AWAITING_DETERMINATION = "awaiting_determination"
     PAYMENT_DUE = "payment_due"
     REFUND_DUE = "refund_due"  # the award is below what the plan paid: the provider refunds the excess
+    RESUBMISSION_WINDOW = "resubmission_window"  # improperly batched: resubmit within 4 business days
     PAID = "paid"
     # exits
     SETTLED = "settled"
@@ -129,6 +130,19 @@ class EligibilityDecision(Action):
     decided_on: CalendarDate
     eligible: bool
     reason: str | None = Field(default=None, max_length=2000)
+    improperly_batched: bool = Field(
+        default=False,
+        description="ineligible only as batched: it may be resubmitted once within 4 business days",
+    )
+
+
+class EntityDeclined(Action):
+    """The selected IDR entity cannot serve (a conflict of interest, decertification): another is
+    selected and the offer and determination clocks start again from that selection."""
+
+    declined_on: CalendarDate
+    reason: Literal["conflict_of_interest", "decertified", "other"] = "conflict_of_interest"
+    detail: str | None = Field(default=None, max_length=2000)
 
 
 class OfferSubmitted(Action):

@@ -17,6 +17,7 @@ from shared.lifecycle import (
     Determination,
     EligibilityDecision,
     EligibilityObjection,
+    EntityDeclined,
     EntitySelected,
     ExtensionGranted,
     FeeRefundReceived,
@@ -56,6 +57,12 @@ ACTIONS = (
         "entity_selected",
         EntitySelected,
         "IDR entity selected (joint or by the Departments)",
+    ),
+    ActionSpec(
+        "entity-declined",
+        "entity_declined",
+        EntityDeclined,
+        "The IDR entity cannot serve (conflict of interest, decertified): another is selected",
     ),
     ActionSpec(
         "eligibility-objection", "eligibility_objection", EligibilityObjection, "Eligibility objection raised"

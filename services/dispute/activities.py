@@ -80,6 +80,10 @@ ACTIONS = {
     "post_cooling_off_initiation_deadline": (
         "The cooling-off has ended: initiate federal IDR for this claim by {due} ({cutoff})."
     ),
+    "improper_batch_resubmission_deadline": (
+        "Resubmit the improperly batched dispute, correctly batched, by {due} ({cutoff}); it may be "
+        "resubmitted once."
+    ),
     "provider_refund_deadline": (
         "Refund {payer} what it paid above the amount determined by {due} ({cutoff}), then record it."
     ),
@@ -198,6 +202,7 @@ class DisputeActivities:
             idre_selected_on=req.idre_selected_on,
             determination_on=req.determination_on,
             agreement_on=req.agreement_on,
+            improper_batch_notice_on=req.improper_batch_notice_on,
             batched=req.batched,
             state=req.state,
         )

@@ -73,6 +73,7 @@ class PlanRequest(Contract):
     extensions: list[ExtensionGranted] = []  # granted for this claim
     remind: list[str] = []  # deadlines that get reminders
     agreement_on: date | None = None  # a settlement: the plan's 30-day payment clock
+    improper_batch_notice_on: date | None = None  # improperly batched: the resubmission window
     refund_due: bool = False  # track the provider's refund on the payment clock
 
 

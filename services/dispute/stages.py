@@ -63,6 +63,8 @@ class ClaimStages(ClaimChanges, ClaimClock):
                 return "payment_deadline"
             case Stage.REFUND_DUE:
                 return "provider_refund_deadline"
+            case Stage.RESUBMISSION_WINDOW:
+                return "improper_batch_resubmission_deadline"
             case Stage.PAID:
                 tracking = s.provider_prevailed and s.fees_paid and not s.fee_refund_received
                 return "idre_fee_refund_deadline" if tracking else None
@@ -116,6 +118,13 @@ class ClaimStages(ClaimChanges, ClaimClock):
                 await self._alert(d, None)
             case Stage.COOLING_OFF:
                 self._set_stage(Stage.IDR_INITIATION_WINDOW, "the cooling-off has ended")
+            case Stage.RESUBMISSION_WINDOW:
+                self._set_stage(
+                    Stage.INELIGIBLE,
+                    f"the improperly batched dispute was not resubmitted by {d.due_on.isoformat()}",
+                )
+                await self._flush()
+                await self._alert(d, None)
             case Stage.ELIGIBILITY_REVIEW if d.name == "offer_and_fee_deadline":
                 if not (s.offer_submitted and s.fees_paid):
                     await self._alert(d, None)

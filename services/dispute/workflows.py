@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         Determination,
         EligibilityDecision,
         EligibilityObjection,
+        EntityDeclined,
         EntitySelected,
         ExtensionGranted,
         FeeRefundReceived,
@@ -75,6 +76,7 @@ REMIND = (
     "post_cooling_off_initiation_deadline",
     "offer_and_fee_deadline",
     "provider_refund_deadline",
+    "improper_batch_resubmission_deadline",
 )
 IDR_STAGES = (
     Stage.IDR_INITIATED,
@@ -235,6 +237,10 @@ class ClaimLifecycleWorkflow(ClaimStages):
                 self._revive(
                     f"IDR was initiated on {a.initiated_on.isoformat()}, in time, and recorded late", a
                 )
+            if self.s.stage == Stage.RESUBMISSION_WINDOW:  # the dispute starts again, correctly batched
+                for key in ("improper_batch_notice_on", "idre_selected_on", "determination_on"):
+                    self.s.dates.pop(key, None)
+                self.s.idr_entity, self.s.offer_submitted, self.s.fees_paid = None, False, False
             self.s.dates["idr_initiated_on"] = a.initiated_on
             self.s.dispute_number = a.dispute_number
             self._set_stage(Stage.IDR_INITIATED, f"IDR initiated, dispute {a.dispute_number}", a)
@@ -251,6 +257,11 @@ class ClaimLifecycleWorkflow(ClaimStages):
                 f"{d['open_negotiation_period_end'].due_on.isoformat()}; IDR may be initiated from "
                 f"{d['idr_initiation_window_opens'].due_on.isoformat()} (business day 31)"
             )
+        if self.s.stage == Stage.RESUBMISSION_WINDOW:
+            self._not_before(a.initiated_on, "improper_batch_notice_on", "initiated_on")
+            self._within("improper_batch_resubmission_deadline", a.initiated_on, "initiated_on")
+            self._not_future(a.initiated_on, "initiated_on")
+            return
         if not self._revivable_by(*INITIATION):
             self._require(Stage.IDR_INITIATION_WINDOW)
         held = d.get("held_by_cooling_off_until")
@@ -297,6 +308,29 @@ class ClaimLifecycleWorkflow(ClaimStages):
         self._not_before(a.selected_on, "idr_initiated_on", "selected_on")
         self._not_future(a.selected_on, "selected_on")
 
+    @workflow.update(name="entity_declined")
+    async def entity_declined(self, a: EntityDeclined) -> ClaimStatus:
+        if self._begin("entity_declined", a):
+            s = self.s
+            entity = s.idr_entity
+            s.dates.pop("idre_selected_on", None)
+            s.idr_entity = None
+            self._set_stage(
+                Stage.IDRE_SELECTION,
+                f"IDR entity {entity} cannot serve ({a.reason.replace('_', ' ')}): another is selected; the "
+                "offer and determination clocks start again from that selection",
+                a,
+            )
+        return await self._replanned()
+
+    @entity_declined.validator
+    def _v_declined(self, a: EntityDeclined) -> None:
+        if self._replay():
+            return
+        self._require(Stage.OFFERS_AND_FEES, Stage.AWAITING_DETERMINATION)
+        self._not_before(a.declined_on, "idre_selected_on", "declined_on")
+        self._not_future(a.declined_on, "declined_on")
+
     @workflow.update(name="eligibility_objection")
     async def eligibility_objection(self, a: EligibilityObjection) -> ClaimStatus:
         if self._begin("eligibility_objection", a):
@@ -323,6 +357,14 @@ class ClaimLifecycleWorkflow(ClaimStages):
                     self._offers_complete(a)
             else:
                 self._bump()
+        elif a.improperly_batched:
+            self.s.dates["improper_batch_notice_on"] = a.decided_on
+            self._set_stage(
+                Stage.RESUBMISSION_WINDOW,
+                f"improperly batched: {a.reason or 'no reason given'}; it may be resubmitted once "
+                "within 4 business days",
+                a,
+            )
         else:
             refund = (
                 " The IDR entity fee is refunded in full; the administrative fee is kept."
@@ -580,6 +622,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
                     extensions=list(s.extensions),
                     remind=list(REMIND),
                     agreement_on=s.dates.get("agreement_on"),
+                    improper_batch_notice_on=s.dates.get("improper_batch_notice_on"),
                     refund_due=bool(s.refund_owed and s.refund_sent < s.refund_owed),
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,

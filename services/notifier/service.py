@@ -33,6 +33,7 @@ DEADLINE_LABELS = {
     "determination_deadline": "The IDR entity's determination",
     "payment_deadline": "The plan's payment",
     "provider_refund_deadline": "Your refund of the plan's overpayment",
+    "improper_batch_resubmission_deadline": "Resubmitting the improperly batched dispute",
     "idre_fee_refund_deadline": "The IDR entity fee refund",
 }
 

@@ -85,6 +85,7 @@ def bulk_schedule(
         out["idre_joint_selection_deadline"] = cal.after(idr_initiated_on, 3)
         out["departments_idre_selection_deadline"] = cal.after(idr_initiated_on, 6)
     if idre_selected_on is not None:
+        out["conflict_attestation_deadline"] = cal.after(idre_selected_on, 3)
         out["offer_and_fee_deadline"] = cal.after(idre_selected_on, 10)
         out["determination_deadline"] = cal.after(idre_selected_on, 30)
     if determination_on is not None:

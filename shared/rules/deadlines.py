@@ -218,6 +218,13 @@ def compute_schedule(
             )
     if t.idre_selected_on:
         sel = t.idre_selected_on
+        b.after(
+            "conflict_attestation_deadline",
+            "D6",
+            sel,
+            3,
+            "the IDR entity attests it has no conflict of interest, or another is selected",
+        )
         b.after("offer_and_fee_deadline", "D7", sel, 10, "offers and both fees")
         b.after("determination_deadline", "D8", sel, 30, "the IDR entity's determination")
         if switch_on(cfg.eligibility_review_5_days_from, sel):

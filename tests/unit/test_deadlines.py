@@ -52,6 +52,7 @@ def test_every_part_a_deadline_from_a_full_set_of_triggers() -> None:
         "offer_and_fee_deadline": "2027-01-27",  # skips MLK Day 2027-01-18
         "determination_deadline": "2027-02-25",  # skips MLK Day and Washington's Birthday
         "payment_deadline": "2027-03-31",
+        "conflict_attestation_deadline": "2027-01-15",  # D6: 3 business days after selection
         "idre_fee_refund_deadline": "2027-04-12",
         "cooling_off_ends": "2027-05-30",  # a Sunday: calendar-day periods do not roll
         "post_cooling_off_initiation_deadline": "2027-07-14",  # Memorial Day, Juneteenth, July 5

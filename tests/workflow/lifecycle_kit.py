@@ -199,6 +199,7 @@ class Claim:
             "administratively_closed": lifecycle.Closing,
             "closed": lifecycle.Closing,
             "refund_sent": lifecycle.RefundSent,
+            "entity_declined": lifecycle.EntityDeclined,
         }[update]
         assert self.handle is not None
         return await self.handle.execute_update(update, model.model_validate(body), result_type=ClaimStatus)

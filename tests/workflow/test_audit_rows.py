@@ -139,3 +139,65 @@ async def test_row_10_only_the_party_that_initiated_the_prior_dispute_is_held(
     status = await claim.status()
     assert status.stage == "idr_initiation_window"
     await claim.initiate(day31)
+
+
+async def test_row_11_a_declined_entity_is_replaced_and_the_clocks_restart_from_the_new_selection(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 11: entity A reports a conflict; B is selected two business days later; the offer
+    deadline is 10 business days after B's selection (b4e4bbf rejected the second selection)."""
+    claim = Claim(env)
+    await claim.start()
+    first = await claim.to_offers()
+    status = await claim.status()
+    assert status.deadlines["conflict_attestation_deadline"].due_on == CAL.business_days_after(first, 3)
+    declined = CAL.business_days_after(first, 1)
+    await claim.go_to(declined)
+    status = await claim.act(
+        "entity_declined", declined_on=declined.isoformat(), reason="conflict_of_interest"
+    )
+    assert status.stage == "idre_selection" and status.idr_entity is None
+    second = CAL.business_days_after(declined, 1)
+    await claim.go_to(second)
+    status = await claim.act(
+        "entity_selected", selected_on=second.isoformat(), entity="FHAS", by="departments"
+    )
+    assert status.stage == "offers_and_fees" and status.idr_entity == "FHAS"
+    assert status.deadlines["offer_and_fee_deadline"].due_on == CAL.business_days_after(second, 10)
+    assert status.deadlines["determination_deadline"].due_on == CAL.business_days_after(second, 30)
+
+
+async def test_row_12_an_improperly_batched_dispute_gets_a_4_business_day_resubmission_window(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 12: not `ineligible` but a resubmission window (D13) with a reminder; resubmitted
+    in time it starts again; not resubmitted, it ends ineligible."""
+    claim = Claim(env)
+    await claim.start()
+    selected = await claim.to_offers()
+    status = await claim.act(
+        "eligibility_decision",
+        decided_on=selected.isoformat(),
+        eligible=False,
+        reason="items not related",
+        improperly_batched=True,
+    )
+    assert status.stage == "resubmission_window"
+    due = status.deadlines["improper_batch_resubmission_deadline"].due_on
+    assert due == CAL.business_days_after(selected, 4)
+    resubmitted = CAL.business_days_after(selected, 2)
+    await claim.go_to(resubmitted)
+    assert any(a.deadline.name == "improper_batch_resubmission_deadline" for a in rec.alerts)
+    status = await claim.act("idr_initiated", initiated_on=resubmitted.isoformat(), dispute_number="DISP-R2")
+    assert status.stage == "idr_initiated" and status.dispute_number == "DISP-R2"
+    assert "idre_selected_on" not in status.dates
+    # another claim lets the window pass
+    other = Claim(env)
+    await other.start()
+    picked = await other.to_offers()
+    await other.act(
+        "eligibility_decision", decided_on=picked.isoformat(), eligible=False, improperly_batched=True
+    )
+    await other.go_to(CAL.business_days_after(picked, 5))
+    await other.wait_stage("ineligible")
+    assert "improper_batch_resubmission_deadline" in rec.missed()
