@@ -60,15 +60,18 @@ class IdrBatchWorkflow:
         self, update: str, bodies: dict[str, dict[str, object]], next_stage: str
     ) -> BatchStatus:
         assert self.inp is not None
+        # a retry after a partial failure goes only to the members that have not taken it yet
+        done = [r for r in self.results.get(update, []) if r.ok and r.claim_id in bodies]
+        pending = {k: v for k, v in bodies.items() if k not in {r.claim_id for r in done}}
         results: list[MemberResult] = await workflow.execute_activity(
             "fan_out_update",
-            FanOut(tenant_id=self.inp.tenant_id, update=update, bodies=bodies),
+            FanOut(tenant_id=self.inp.tenant_id, update=update, bodies=pending),
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=RETRY,
             result_type=list[MemberResult],
         )
-        self.results[update] = results
-        if all(r.ok for r in results):
+        self.results[update] = done + results
+        if all(r.ok for r in self.results[update]):
             self.stage = next_stage
         return self.status()
 

@@ -98,3 +98,40 @@ async def test_a_batch_runs_idr_once_and_splits_the_determination(
     }
     assert (await a.status()).amount_owed == Decimal("1150.00")
     assert await batch.result() == "determined"
+
+
+async def test_a_partial_fan_out_is_retried_only_for_the_members_that_refused(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 15: one member is not in its window yet; the retry goes to it alone (b4e4bbf
+    re-sent to every member, the initiated one refused, and the batch never advanced)."""
+    a, b = Claim(env, "BC-1"), Claim(env, "BC-2")
+    received = await a.start()
+    await b.start(received=received)
+    started = await a.open_negotiation()
+    await a.go_to(CAL.business_days_after(started, 1))
+    b_started = await b.open_negotiation()
+    day31 = CAL.business_day_beginning(started, 31)
+    await a.go_to(day31)
+    await a.wait_stage("idr_initiation_window")
+    batch = await env.client.start_workflow(
+        IdrBatchWorkflow.run,
+        BatchInput(
+            tenant_id="t1", batch_id="B-2", members=[MemberInfo(claim_id="BC-1"), MemberInfo(claim_id="BC-2")]
+        ),
+        id="batch:t1:B-2",
+        task_queue=QUEUE,
+    )
+    first = await batch.execute_update(
+        "idr_initiated", IdrInitiated(initiated_on=day31, dispute_number="DISP-B2"), result_type=BatchStatus
+    )
+    assert first.stage == "forming"
+    assert {r.claim_id: r.ok for r in first.results["idr_initiated"]} == {"BC-1": True, "BC-2": False}
+    b_day31 = CAL.business_day_beginning(b_started, 31)
+    await b.go_to(b_day31)
+    await b.wait_stage("idr_initiation_window")
+    second = await batch.execute_update(
+        "idr_initiated", IdrInitiated(initiated_on=b_day31, dispute_number="DISP-B2"), result_type=BatchStatus
+    )
+    assert second.stage == "initiated" and all(r.ok for r in second.results["idr_initiated"])
+    assert (await a.status()).dates["idr_initiated_on"] == day31  # not initiated twice
