@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from services.dispute.service import tenant_overrides
 from services.negotiation.models import notices, outbox
 from services.negotiation.schemas import NoticeOut, NoticeRequest
 from shared.db import get_engine, unit_of_work
@@ -30,6 +31,7 @@ from shared.events import (
 )
 from shared.http import Problem
 from shared.kafka.outbox import add_to_outbox
+from shared.rules.calendar import Overrides
 from shared.rules.deadlines import Triggers, compute_schedule
 
 PLAN_TYPES = {
@@ -52,7 +54,12 @@ def _money(v: Decimal) -> str:
 
 
 def notice_content(
-    facts: ClaimAdjudicated, req: NoticeRequest, recipient: str, notice_id: uuid.UUID, issued_on: date
+    facts: ClaimAdjudicated,
+    req: NoticeRequest,
+    recipient: str,
+    notice_id: uuid.UUID,
+    issued_on: date,
+    overrides: Overrides | None = None,
 ) -> dict[str, Any]:
     """What the notice says, as data (also stored): items, offer, dates, contacts."""
     lines = {line.line_number: line for line in facts.lines}
@@ -65,7 +72,10 @@ def notice_content(
             else f"no line(s) {unknown} on this claim"
         )
         raise Problem(422, "validation-error", "The request is not valid", reason, field="offer")
-    schedule = compute_schedule(Triggers(open_negotiation_started_on=issued_on)).deadlines
+    # the tenant's closures count here as they do for the claim's own deadlines (audit row 20)
+    schedule = compute_schedule(
+        Triggers(open_negotiation_started_on=issued_on, state=facts.state), overrides=overrides
+    ).deadlines
     return {
         "notice_id": str(notice_id),
         "issued_on": issued_on.isoformat(),
@@ -82,7 +92,8 @@ def notice_content(
         "service_category": facts.service_category.replace("_", " "),
         "state": facts.state,
         "initial_payment_received_on": str(facts.initial_payment_received_on or ""),
-        "denied": any(line.paid == 0 for line in facts.lines),
+        # $0 paid is a denial or an allowed amount applied to the patient's cost sharing: say what is known
+        "zero_paid": any(line.paid == 0 for line in facts.lines),
         "lines": [
             {
                 "line_number": n,
@@ -91,6 +102,7 @@ def notice_content(
                 "service_code": line.service_code,
                 "billed": _money(line.billed),
                 "paid": _money(line.paid),
+                "cost_sharing": _money(line.cost_sharing) if line.cost_sharing else None,
                 "qpa": _money(line.qpa) if line.qpa is not None else None,
                 "offer": _money(req.offer[n]),
             }
@@ -195,7 +207,7 @@ async def issue_notice(
     async with unit_of_work(engine) as session:  # refuse before the PDF work, again under the lock
         await _refuse_if_out(session, tenant_id, facts.claim_id, req, notice_id)
     issued_on = datetime.now(UTC).astimezone(ZoneInfo("America/New_York")).date()
-    content = notice_content(facts, req, recipient, notice_id, issued_on)
+    content = notice_content(facts, req, recipient, notice_id, issued_on, await tenant_overrides(tenant_id))
     html = render_html(content)
     pdf = await asyncio.to_thread(render_pdf, html)  # CPU work off the event loop
     digest = hashlib.sha256(pdf).hexdigest()

@@ -79,3 +79,31 @@ def test_every_line_needs_an_offer() -> None:
     with pytest.raises(Problem) as err:
         notice_content(facts(), bad, "idr@acme.example", uuid.uuid4(), date(2026, 11, 23))
     assert err.value.errors[0]["field"] == "offer"
+
+
+def test_row_20_the_notice_counts_the_tenants_closures_and_never_says_denied_for_a_zero_payment() -> None:
+    """audit row 20: a tenant closure on business day 10 of open negotiation moves the notice's
+    period end by a business day, as it moves the claim's; a $0 line is not printed as denied."""
+    from shared.rules.calendar import Closure, Overrides, federal_calendar
+
+    cal = federal_calendar()
+    issued = date(2026, 11, 16)
+    req = NoticeRequest.model_validate(
+        {"offer": {"1": "1800.00"}, "sender": {"name": "Jane", "email": "j@x.example"}}
+    )
+    plain = notice_content(facts(), req, "idr@acme.example", uuid.uuid4(), issued)
+    closed_on = cal.business_day_beginning(issued, 10)
+    closure = Overrides(closures=(Closure(start=closed_on, end=closed_on, name="Portal outage"),))
+    moved = notice_content(facts(), req, "idr@acme.example", uuid.uuid4(), issued, closure)
+    assert (
+        moved["period_end"] == cal.business_days_after(date.fromisoformat(plain["period_end"]), 1).isoformat()
+    )
+    zero = facts().model_copy(
+        update={
+            "lines": [
+                facts().lines[0].model_copy(update={"paid": Decimal("0"), "cost_sharing": Decimal("410.00")})
+            ]
+        }
+    )
+    html = render_html(notice_content(zero, req, "idr@acme.example", uuid.uuid4(), issued))
+    assert "denied" not in html and "applied to the patient" in html
