@@ -277,6 +277,7 @@ class ClaimState(Tolerant):
     refund_sent: Decimal = Decimal("0")
     prior_initiated_by: str | None = None  # who initiated the dispute whose cooling-off applies
     fee_refund_received: bool = False
+    fee_refund_share: str | None = None  # full (prevailed), half (a tie, a settlement during IDR)
     payment_escalations: int = 0
     pending_events: list[EmitRequest] = []
     incoming_facts: ClaimAdjudicated | None = None  # a correction not yet planned

@@ -66,7 +66,8 @@ class ClaimStages(ClaimChanges, ClaimClock):
             case Stage.RESUBMISSION_WINDOW:
                 return "improper_batch_resubmission_deadline"
             case Stage.PAID:
-                tracking = s.provider_prevailed and s.fees_paid and not s.fee_refund_received
+                share = s.fee_refund_share or ("full" if s.provider_prevailed else None)
+                tracking = share is not None and s.fees_paid and not s.fee_refund_received
                 return "idre_fee_refund_deadline" if tracking else None
         return None
 
@@ -236,15 +237,24 @@ class ClaimStages(ClaimChanges, ClaimClock):
         (42 U.S.C. 300gg-111(c)(6); audit row 5)."""
         s = self.s
         assert s.facts is not None
+        during_idr = s.fees_paid  # settled after the fees were paid: each party gets half its fee back
         self._set_stage(Stage.SETTLED, reason, a)
         owed = a.amount - sum(
             (line.paid + (line.cost_sharing or Decimal(0)) for line in s.facts.lines), Decimal(0)
         )
-        if owed > 0:
+        if owed > 0 or during_idr:
             s.dates["agreement_on"] = a.settled_on
+        if during_idr:
+            s.fee_refund_share = "half"
+        if owed > 0:
             s.amount_owed = owed
             self._set_stage(
                 Stage.PAYMENT_DUE, f"the plan owes ${owed:,.2f} of the amount agreed within 30 days", a
+            )
+        elif during_idr:
+            s.amount_owed = Decimal(0)
+            self._set_stage(
+                Stage.PAID, "nothing more owed; half of each party's IDR entity fee is refunded", a
             )
 
     def _first_deadline(self) -> DeadlineView | None:

@@ -420,6 +420,10 @@ class ClaimLifecycleWorkflow(ClaimStages):
             return await self._replanned()
         won = sum(1 for award in a.lines if award.prevailing_party == "provider")
         self.s.provider_prevailed = won * 2 > len(a.lines)
+        # the losing party pays; a tie splits the fee, so half of it comes back (audit row 18)
+        self.s.fee_refund_share = (
+            "full" if won * 2 > len(a.lines) else "half" if won * 2 == len(a.lines) else None
+        )
         self.s.dates["determination_on"] = a.determined_on
         outcome = (
             "provider prevailed"

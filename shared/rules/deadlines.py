@@ -244,6 +244,10 @@ def compute_schedule(
             30,
             "pay the amount agreed (42 U.S.C. 300gg-111(c)(6)); cannot be extended",
         )
+        if t.idre_selected_on:  # settled during IDR: half of each party's IDR entity fee comes back
+            b.after(
+                "idre_fee_refund_deadline", "D10", t.agreement_on, 30, "refund of half of each IDR entity fee"
+            )
     if t.determination_on:
         det = t.determination_on
         b.calendar_days("payment_deadline", "D9", det, 30, "pay the amount determined; cannot be extended")

@@ -201,3 +201,31 @@ async def test_row_12_an_improperly_batched_dispute_gets_a_4_business_day_resubm
     await other.go_to(CAL.business_days_after(picked, 5))
     await other.wait_stage("ineligible")
     assert "improper_batch_resubmission_deadline" in rec.missed()
+
+
+async def test_row_18_a_tie_and_a_settlement_during_idr_track_half_the_entity_fee_refund(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 18: a 1-1 split decision refunds half the IDR entity fee; so does a settlement after
+    the fees were paid (b4e4bbf tracked neither)."""
+    claim = Claim(env)
+    await claim.start(paid=["350.00", "350.00"])
+    determined = await claim.to_determination(lines=2)
+    await claim.act(
+        "determination",
+        determined_on=determined.isoformat(),
+        lines=[
+            {"line_number": 1, "prevailing_party": "provider", "amount": "1500.00"},
+            {"line_number": 2, "prevailing_party": "payer", "amount": "350.00"},
+        ],
+    )
+    status = await claim.act("payment_received", received_on=determined.isoformat(), amount="1150.00")
+    assert status.stage == "paid"
+    assert status.next_deadline is not None and status.next_deadline.name == "idre_fee_refund_deadline"
+    settled = Claim(env)
+    await settled.start(paid=["350.00"])
+    when = await settled.to_determination()
+    status = await settled.act("settlement", settled_on=when.isoformat(), amount="350.00")
+    assert status.stage == "paid" and "half of each party's IDR entity fee" in status.transitions[-1].reason
+    status = await planned(settled, "idre_fee_refund_deadline")
+    assert status.deadlines["idre_fee_refund_deadline"].due_on == CAL.business_days_after(when, 30)
