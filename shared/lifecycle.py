@@ -115,6 +115,12 @@ class IdrInitiated(Action):
     preferred_entity: str | None = Field(default=None, max_length=200)
 
 
+class PreferredEntityObjected(Action):
+    """The other party objected to the preferred IDR entity named at initiation."""
+
+    objected_on: CalendarDate
+
+
 class EntitySelected(Action):
     selected_on: CalendarDate
     entity: str = Field(min_length=1, max_length=200)

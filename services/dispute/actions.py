@@ -25,6 +25,7 @@ from shared.lifecycle import (
     IdrInitiated,
     OfferSubmitted,
     PaymentReceived,
+    PreferredEntityObjected,
     RefundSent,
     Settlement,
 )
@@ -57,6 +58,12 @@ ACTIONS = (
         "entity_selected",
         EntitySelected,
         "IDR entity selected (joint or by the Departments)",
+    ),
+    ActionSpec(
+        "preferred-entity-objected",
+        "preferred_entity_objected",
+        PreferredEntityObjected,
+        "The other party objected to the preferred IDR entity (no deemed selection)",
     ),
     ActionSpec(
         "entity-declined",

@@ -80,6 +80,9 @@ ACTIONS = {
     "post_cooling_off_initiation_deadline": (
         "The cooling-off has ended: initiate federal IDR for this claim by {due} ({cutoff})."
     ),
+    "joint_selection_notice_deadline": (
+        "Notify the Departments of the jointly selected IDR entity by {due} ({cutoff})."
+    ),
     "improper_batch_resubmission_deadline": (
         "Resubmit the improperly batched dispute, correctly batched, by {due} ({cutoff}); it may be "
         "resubmitted once."
@@ -203,6 +206,7 @@ class DisputeActivities:
             determination_on=req.determination_on,
             agreement_on=req.agreement_on,
             improper_batch_notice_on=req.improper_batch_notice_on,
+            joint_selection=req.joint_selection,
             batched=req.batched,
             state=req.state,
         )

@@ -74,6 +74,7 @@ class PlanRequest(Contract):
     remind: list[str] = []  # deadlines that get reminders
     agreement_on: date | None = None  # a settlement: the plan's 30-day payment clock
     improper_batch_notice_on: date | None = None  # improperly batched: the resubmission window
+    joint_selection: bool = False  # the 1-business-day notice of a joint selection (D5a)
     refund_due: bool = False  # track the provider's refund on the payment clock
 
 
@@ -278,6 +279,9 @@ class ClaimState(Tolerant):
     prior_initiated_by: str | None = None  # who initiated the dispute whose cooling-off applies
     fee_refund_received: bool = False
     fee_refund_share: str | None = None  # full (prevailed), half (a tie, a settlement during IDR)
+    preferred_entity: str | None = None  # named at initiation; deemed selected without an objection
+    preferred_entity_objected: bool = False
+    selected_jointly: bool = False  # the initiating party tells the Departments within 1 business day
     payment_escalations: int = 0
     pending_events: list[EmitRequest] = []
     incoming_facts: ClaimAdjudicated | None = None  # a correction not yet planned

@@ -14,7 +14,7 @@ from temporalio.exceptions import ChildWorkflowError
 with workflow.unsafe.imports_passed_through():
     from services.dispute.changes import ClaimChanges
     from services.dispute.clock import ClaimClock, deadline_key
-    from services.dispute.schemas import DeadlineView, Forfeit
+    from services.dispute.schemas import DeadlineView, Forfeit, ReminderPlan
     from shared.lifecycle import Action, NegotiationInput, NegotiationOutcome, Settlement, Stage
     from shared.rules.cooling_off import initiation_window
     from shared.temporal import negotiation_workflow_id
@@ -129,6 +129,15 @@ class ClaimStages(ClaimChanges, ClaimClock):
             case Stage.ELIGIBILITY_REVIEW if d.name == "offer_and_fee_deadline":
                 if not (s.offer_submitted and s.fees_paid):
                     await self._alert(d, None)
+            case Stage.IDR_INITIATED if s.preferred_entity and not s.preferred_entity_objected:
+                # 45 CFR 149.510(c)(1)(i): no objection within 3 business days is acceptance
+                s.dates["idre_selected_on"] = d.due_on
+                s.idr_entity, s.selected_jointly = s.preferred_entity, True
+                self._set_stage(
+                    Stage.OFFERS_AND_FEES,
+                    f"no objection within 3 business days: {s.preferred_entity} is deemed selected; "
+                    "notify the Departments within 1 business day",
+                )
             case Stage.IDR_INITIATED:
                 self._set_stage(
                     Stage.IDRE_SELECTION,
@@ -324,6 +333,18 @@ class ClaimStages(ClaimChanges, ClaimClock):
                 Stage.COOLING_OFF,
                 f"a prior determination's cooling-off holds this claim until {held.due_on.isoformat()}; "
                 "open negotiation ended inside it",
+            )
+            return
+        notice = s.deadlines.get("joint_selection_notice_deadline")
+        if (
+            s.stage == Stage.OFFERS_AND_FEES
+            and notice is not None
+            and notice.due_at > workflow.now()
+            and not any(r.deadline == notice.name and r.due_on == notice.due_on for r in s.reminders_sent)
+        ):
+            # one reminder now: the 1-business-day notice of a joint selection (D5a)
+            await self._alert(
+                notice, ReminderPlan(deadline=notice.name, business_days_before=1, fire_at=workflow.now())
             )
             return
         active = self._active_deadline()

@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         NoticeSent,
         OfferSubmitted,
         PaymentReceived,
+        PreferredEntityObjected,
         RefundSent,
         ResponseNoticeReceived,
         Settlement,
@@ -243,6 +244,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
                 self.s.idr_entity, self.s.offer_submitted, self.s.fees_paid = None, False, False
             self.s.dates["idr_initiated_on"] = a.initiated_on
             self.s.dispute_number = a.dispute_number
+            self.s.preferred_entity, self.s.preferred_entity_objected = a.preferred_entity, False
             self._set_stage(Stage.IDR_INITIATED, f"IDR initiated, dispute {a.dispute_number}", a)
         return await self._replanned()
 
@@ -291,6 +293,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
         if self._begin("entity_selected", a):
             self.s.dates["idre_selected_on"] = a.selected_on
             self.s.idr_entity = a.entity
+            self.s.selected_jointly = a.by == "joint"
             if self.s.stage == Stage.ELIGIBILITY_REVIEW:  # selected while an objection is pending
                 self.s.stage_before_review = Stage.OFFERS_AND_FEES
                 self._bump()
@@ -308,13 +311,29 @@ class ClaimLifecycleWorkflow(ClaimStages):
         self._not_before(a.selected_on, "idr_initiated_on", "selected_on")
         self._not_future(a.selected_on, "selected_on")
 
+    @workflow.update(name="preferred_entity_objected")
+    async def preferred_entity_objected(self, a: PreferredEntityObjected) -> ClaimStatus:
+        if self._begin("preferred_entity_objected", a):
+            self.s.preferred_entity_objected = True
+            self._bump()
+        return await self._replanned()
+
+    @preferred_entity_objected.validator
+    def _v_objected(self, a: PreferredEntityObjected) -> None:
+        if self._replay():
+            return
+        self._require(Stage.IDR_INITIATED)
+        if not self.s.preferred_entity:
+            raise ValueError("stage: no preferred IDR entity was named at initiation")
+        self._not_before(a.objected_on, "idr_initiated_on", "objected_on")
+
     @workflow.update(name="entity_declined")
     async def entity_declined(self, a: EntityDeclined) -> ClaimStatus:
         if self._begin("entity_declined", a):
             s = self.s
             entity = s.idr_entity
             s.dates.pop("idre_selected_on", None)
-            s.idr_entity = None
+            s.idr_entity, s.selected_jointly = None, False
             self._set_stage(
                 Stage.IDRE_SELECTION,
                 f"IDR entity {entity} cannot serve ({a.reason.replace('_', ' ')}): another is selected; the "
@@ -627,6 +646,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
                     remind=list(REMIND),
                     agreement_on=s.dates.get("agreement_on"),
                     improper_batch_notice_on=s.dates.get("improper_batch_notice_on"),
+                    joint_selection=s.selected_jointly,
                     refund_due=bool(s.refund_owed and s.refund_sent < s.refund_owed),
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,

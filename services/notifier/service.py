@@ -34,6 +34,7 @@ DEADLINE_LABELS = {
     "payment_deadline": "The plan's payment",
     "provider_refund_deadline": "Your refund of the plan's overpayment",
     "improper_batch_resubmission_deadline": "Resubmitting the improperly batched dispute",
+    "joint_selection_notice_deadline": "Telling the Departments of the joint selection",
     "idre_fee_refund_deadline": "The IDR entity fee refund",
 }
 

@@ -40,6 +40,7 @@ class Triggers(BaseModel):
     improper_batch_notice_on: date | None = None
     # the parties agreed on the amount (open negotiation or during IDR): the plan pays in 30 days
     agreement_on: date | None = None
+    joint_selection: bool = False  # the parties selected the entity: notify the Departments (D5a)
     batched: bool = False
     line_items: int = 1
     state: str | None = None
@@ -218,6 +219,14 @@ def compute_schedule(
             )
     if t.idre_selected_on:
         sel = t.idre_selected_on
+        if t.joint_selection:
+            b.after(
+                "joint_selection_notice_deadline",
+                "D5a",
+                sel,
+                1,
+                "the initiating party notifies the Departments of the jointly selected IDR entity",
+            )
         b.after(
             "conflict_attestation_deadline",
             "D6",

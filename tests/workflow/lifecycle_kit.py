@@ -200,6 +200,7 @@ class Claim:
             "closed": lifecycle.Closing,
             "refund_sent": lifecycle.RefundSent,
             "entity_declined": lifecycle.EntityDeclined,
+            "preferred_entity_objected": lifecycle.PreferredEntityObjected,
         }[update]
         assert self.handle is not None
         return await self.handle.execute_update(update, model.model_validate(body), result_type=ClaimStatus)

@@ -229,3 +229,34 @@ async def test_row_18_a_tie_and_a_settlement_during_idr_track_half_the_entity_fe
     assert status.stage == "paid" and "half of each party's IDR entity fee" in status.transitions[-1].reason
     status = await planned(settled, "idre_fee_refund_deadline")
     assert status.deadlines["idre_fee_refund_deadline"].due_on == CAL.business_days_after(when, 30)
+
+
+async def test_row_17_a_preferred_entity_without_objection_is_deemed_selected(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 17: the preferred entity named at initiation is deemed selected when the other party
+    does not object within 3 business days, with a reminder to notify the Departments within one
+    business day (b4e4bbf said "the Departments select")."""
+    claim = Claim(env)
+    await claim.start()
+    day31 = await claim.through_negotiation()
+    await claim.act(
+        "idr_initiated", initiated_on=day31.isoformat(), dispute_number="DISP-P", preferred_entity="Maximus"
+    )
+    await claim.go_to(CAL.business_days_after(day31, 4))
+    status = await claim.wait_stage("offers_and_fees")
+    deemed = CAL.business_days_after(day31, 3)
+    assert status.idr_entity == "Maximus" and status.dates["idre_selected_on"] == deemed
+    status = await planned(claim, "joint_selection_notice_deadline")
+    assert status.deadlines["joint_selection_notice_deadline"].due_on == CAL.business_days_after(deemed, 1)
+    assert any(a.deadline.name == "joint_selection_notice_deadline" for a in rec.alerts)
+    # with an objection, the Departments select
+    other = Claim(env)
+    await other.start()
+    o31 = await other.through_negotiation()
+    await other.act(
+        "idr_initiated", initiated_on=o31.isoformat(), dispute_number="DISP-Q", preferred_entity="Maximus"
+    )
+    await other.act("preferred_entity_objected", objected_on=o31.isoformat())
+    await other.go_to(CAL.business_days_after(o31, 4))
+    await other.wait_stage("idre_selection")
