@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
@@ -10,6 +11,12 @@ from fastapi.responses import HTMLResponse
 
 from services.dispute.schemas import ClaimStatus
 from services.dispute.service import claim_status
+from services.negotiation.initiation import (
+    InitiationNoticeOut,
+    InitiationNoticeRequest,
+    initiation_content,
+    render_initiation,
+)
 from services.negotiation.models import action_requests
 from services.negotiation.schemas import NoticeOut, NoticeRequest
 from services.negotiation.service import find_notice, issue_notice, list_notices, notice_document
@@ -64,6 +71,26 @@ async def create_notice(
     return await run_idempotent(
         request, action_requests, tenant.tenant_id, idempotency_key, body, run, status_code=202
     )
+
+
+@router.post("/idr-initiation-notice", response_model=InitiationNoticeOut)
+async def idr_initiation_notice(
+    claim_id: str, body: InitiationNoticeRequest, tenant: CurrentTenant, request: Request
+) -> InitiationNoticeOut:
+    """The Notice of IDR Initiation for a claim in its initiation window: its required contents
+    (QPA per item, the open negotiation start, plan type, state, contacts, the attestation, the
+    preferred entity) checked, every missing one named in a 422, and the document rendered (HTML
+    and PDF). Check it here before initiating in the portal."""
+    status = await claim_status(
+        request.app.state.temporal,
+        tenant.tenant_id,
+        claim_id,
+        stage="idr_initiation_window",
+        why="the notice is prepared in the IDR initiation window",
+    )
+    assert status.facts is not None
+    content = initiation_content(status.facts, status.dates.get("open_negotiation_started_on"), body)
+    return await asyncio.to_thread(render_initiation, content)
 
 
 @router.get("/notices", response_model=list[NoticeOut])

@@ -117,8 +117,8 @@ def notice_content(
     }
 
 
-def render_html(content: dict[str, Any]) -> str:
-    return _templates.get_template("notice.html.j2").render(content)
+def render_html(content: dict[str, Any], template: str = "notice.html.j2") -> str:
+    return _templates.get_template(template).render(content)
 
 
 def render_pdf(html: str) -> bytes:

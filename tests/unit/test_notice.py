@@ -107,3 +107,32 @@ def test_row_20_the_notice_counts_the_tenants_closures_and_never_says_denied_for
     )
     html = render_html(notice_content(zero, req, "idr@acme.example", uuid.uuid4(), issued))
     assert "denied" not in html and "applied to the patient" in html
+
+
+def test_row_21_the_notice_of_idr_initiation_names_every_missing_item_then_renders() -> None:
+    """audit row 21: the Notice of IDR Initiation is a modelled document; a missing QPA, open
+    negotiation start or attestation is a 422 naming each; complete, it renders HTML and a PDF."""
+    import base64
+    import hashlib
+
+    from services.negotiation.initiation import InitiationNoticeRequest, initiation_content, render_initiation
+
+    req = InitiationNoticeRequest.model_validate(
+        {
+            "initiating_party": {"name": "Jane", "email": "jane@billing.example"},
+            "other_party_name": "Acme Health Plan",
+            "other_party_email": "idr@acme.example",
+            "preferred_entity": "Maximus",
+            "attestation": False,
+        }
+    )
+    no_qpa = facts().model_copy(update={"lines": [facts().lines[0].model_copy(update={"qpa": None})]})
+    with pytest.raises(Problem) as err:
+        initiation_content(no_qpa, None, req)
+    fields = {e["field"] for e in err.value.errors or []}
+    assert fields == {"open_negotiation_started_on", "lines[0].qpa", "attestation"}
+    ok = req.model_copy(update={"attestation": True})
+    out = render_initiation(initiation_content(facts(), date(2026, 11, 16), ok))
+    pdf = base64.b64decode(out.pdf_base64)
+    assert pdf.startswith(b"%PDF") and hashlib.sha256(pdf).hexdigest() == out.pdf_sha256
+    assert "Maximus" in out.html and "$410.00" in out.html and "2026-11-16" in out.html
