@@ -200,6 +200,11 @@ class CoolingOffApplies(Action):
     prior_initiated_by: Literal["provider", "plan"] = Field(
         default="provider", description="only the party that initiated the prior dispute is barred"
     )
+    prior_batched: bool = Field(default=False, description="the prior dispute was a batched dispute")
+    prior_open_negotiation_started_on: CalendarDate | None = Field(
+        default=None,
+        description="the prior dispute's open negotiation start: it picks the batched cooling-off rule set",
+    )
 
 
 class RefundSent(Action):

@@ -213,7 +213,12 @@ class DisputeActivities:
         deadlines = dict(compute_schedule(triggers, overrides=overrides, calendar=calendar).deadlines)
         if req.prior_determination_on:
             prior = compute_schedule(
-                Triggers(determination_on=req.prior_determination_on, state=req.state),
+                Triggers(
+                    open_negotiation_started_on=req.prior_open_negotiation_started_on,
+                    determination_on=req.prior_determination_on,
+                    batched=req.prior_batched,
+                    state=req.state,
+                ),
                 overrides=overrides,
                 calendar=calendar,
             ).deadlines

@@ -66,6 +66,8 @@ class PlanRequest(Contract):
     idre_selected_on: date | None = None
     determination_on: date | None = None
     prior_determination_on: date | None = None  # a cooling-off that holds this claim
+    prior_batched: bool = False
+    prior_open_negotiation_started_on: date | None = None
     bill_sent_on: date | None = None
     batched: bool = False
     tenant_id: str | None = None  # whose calendar overrides apply
@@ -277,6 +279,7 @@ class ClaimState(Tolerant):
     refund_owed: Decimal | None = None  # the provider's, when the award is below what the plan paid
     refund_sent: Decimal = Decimal("0")
     prior_initiated_by: str | None = None  # who initiated the dispute whose cooling-off applies
+    prior_batched: bool = False  # the prior dispute was batched (its cooling-off may be shorter)
     fee_refund_received: bool = False
     fee_refund_share: str | None = None  # full (prevailed), half (a tie, a settlement during IDR)
     preferred_entity: str | None = None  # named at initiation; deemed selected without an objection

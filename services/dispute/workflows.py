@@ -218,6 +218,9 @@ class ClaimLifecycleWorkflow(ClaimStages):
             # whether it holds the claim is decided once the cooling-off's end is planned (stages)
             self.s.dates["prior_determination_on"] = a.prior_determination_on
             self.s.prior_initiated_by = a.prior_initiated_by
+            self.s.prior_batched = a.prior_batched
+            if a.prior_open_negotiation_started_on:
+                self.s.dates["prior_open_negotiation_started_on"] = a.prior_open_negotiation_started_on
             self._bump()
         return await self._replanned()
 
@@ -640,6 +643,8 @@ class ClaimLifecycleWorkflow(ClaimStages):
                     idre_selected_on=s.dates.get("idre_selected_on"),
                     determination_on=s.dates.get("determination_on"),
                     prior_determination_on=s.dates.get("prior_determination_on"),
+                    prior_batched=s.prior_batched,
+                    prior_open_negotiation_started_on=s.dates.get("prior_open_negotiation_started_on"),
                     tenant_id=s.tenant_id,
                     state=s.facts.state,
                     extensions=list(s.extensions),

@@ -31,7 +31,7 @@ from services.dispute.schemas import (
 from services.dispute.workflows import ClaimLifecycleWorkflow, IdrBatchWorkflow
 from services.negotiation.workflows import OpenNegotiationWorkflow
 from shared.events import ClaimAdjudicated, ClaimLine
-from shared.rules.calendar import Closure, Overrides, federal_calendar
+from shared.rules.calendar import Closure, Extension, Overrides, federal_calendar
 from shared.settings import Settings
 
 CAL = federal_calendar()
@@ -48,6 +48,7 @@ class Recorder:
         self.refuse_reference: str | None = None  # an extension the planner refuses (a test's switch)
         self.gate: asyncio.Event | None = None  # while set and not open, plans wait (a test's switch)
         self.closures: list[Closure] = []  # the tenant's closures, as the database would give them
+        self.extensions: list[Extension] = []  # the tenant's blanket extensions
         self.real = DisputeActivities(engine=None, settings=Settings(), calendar=CAL)  # type: ignore[arg-type]
 
     def activities(self) -> list[object]:
@@ -60,7 +61,8 @@ class Recorder:
                 raise ApplicationError("new_date: refused by the test planner", non_retryable=True)
             # the real planner, with the tenant's closures from this recorder (no database here)
             try:
-                return self.real.compute_plan(req, Overrides(closures=tuple(self.closures)))
+                tenant = Overrides(closures=tuple(self.closures), extensions=tuple(self.extensions))
+                return self.real.compute_plan(req, tenant)
             except Exception as exc:
                 raise ApplicationError(refusal_reason(exc), non_retryable=True) from exc
 

@@ -260,3 +260,49 @@ async def test_row_17_a_preferred_entity_without_objection_is_deemed_selected(
     await other.act("preferred_entity_objected", objected_on=o31.isoformat())
     await other.go_to(CAL.business_days_after(o31, 4))
     await other.wait_stage("idre_selection")
+
+
+async def test_row_1_a_blanket_extension_added_while_the_claim_waits_moves_its_timer(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 1: an extension override added after the workflow armed its timer moves the cut-off;
+    the claim is still in its window after the old date (b4e4bbf forfeited it at the old date)."""
+    from shared.rules.calendar import Extension
+
+    claim = Claim(env)
+    await claim.start()
+    x = (await claim.status()).deadlines["open_negotiation_initiation_deadline"].due_on
+    moved = CAL.business_days_after(x, 3)
+    rec.extensions = [Extension(start=x, end=x, moves_to=moved, name="Portal outage extension")]
+    assert claim.handle is not None
+    await claim.handle.signal("calendar_changed")
+    status = await planned(claim, "open_negotiation_initiation_deadline")
+    for _ in range(100):
+        status = await claim.status()
+        if status.deadlines["open_negotiation_initiation_deadline"].due_on == moved:
+            break
+        await asyncio.sleep(0.05)
+    assert status.deadlines["open_negotiation_initiation_deadline"].due_on == moved
+    await claim.go_to(x + timedelta(days=1))
+    assert (await claim.status()).stage == "open_negotiation_window"
+    await claim.go_to(moved + timedelta(days=1))
+    await claim.wait_stage("forfeited")
+
+
+async def test_row_14_a_prior_batched_dispute_under_the_2026_rules_holds_30_business_days(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 14 (lifecycle): the batched cooling-off is picked by the prior dispute's open
+    negotiation start; b4e4bbf never applied it (always 90 calendar days)."""
+    claim = Claim(env)
+    await claim.start()
+    day31 = await claim.through_negotiation()
+    prior = day31 - timedelta(days=10)
+    status = await claim.act(
+        "cooling_off_applies",
+        prior_determination_on=prior.isoformat(),
+        prior_batched=True,
+        prior_open_negotiation_started_on=(prior - timedelta(days=60)).isoformat(),
+    )
+    held = status.deadlines["held_by_cooling_off_until"]
+    assert held.due_on == CAL.business_days_after(prior, 30) and "batched" in held.explanation

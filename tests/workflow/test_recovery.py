@@ -234,6 +234,8 @@ async def test_a_notice_recorded_the_morning_after_its_deadline_revives_the_clai
 async def test_an_extension_granted_two_weeks_after_a_forfeiture_revives_the_claim(
     env: WorkflowEnvironment, rec: Recorder
 ) -> None:
+    """audit row 2: the Departments grant extensions after deadlines passed (Oct 2023, Nov 2024); a
+    forfeited claim takes one (b4e4bbf refused it: "stage: the claim is forfeited")."""
     claim = Claim(env)
     due = await forfeit(claim)
     await claim.go_to(due + timedelta(days=14))
