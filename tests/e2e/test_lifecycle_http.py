@@ -157,8 +157,10 @@ async def test_open_negotiation_notice_offers_and_settlement_through_the_negotia
         running, cid, "settlement", {"settled_on": today.isoformat(), "amount": "1200.00"}, "negotiation"
     )
     assert r.status_code == 200 and r.json()["settled"] is True
-    status = await wait_for("settled", lambda: stage_is(running, cid, "settled"))
-    assert "settled in open negotiation for $1,200.00" in status["transitions"][-1]["reason"]
+    # the plan pays what was agreed, less its $350, within 30 days (audit row 5)
+    status = await wait_for("payment due", lambda: stage_is(running, cid, "payment_due"))
+    assert "settled in open negotiation for $1,200.00" in status["transitions"][-2]["reason"]
+    assert status["amount_owed"] == "850.00"
 
 
 def test_claims_list_and_show_read_the_record(running: Stack) -> None:
