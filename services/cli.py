@@ -182,8 +182,8 @@ def deadlines(
     """Read one JSON object of trigger dates on stdin; print every deadline they start as JSON.
 
     Keys: bill_sent_on, initial_payment_received_on, open_negotiation_started_on, idr_initiated_on,
-    idre_selected_on, determination_on, improper_batch_notice_on (ISO dates); batched (bool),
-    line_items (int), state. Bad input: a message on stderr and exit code 2.
+    idre_selected_on, determination_on, improper_batch_notice_on, agreement_on (ISO dates); batched,
+    joint_selection (bool), line_items (int), state. Bad input: a message on stderr and exit code 2.
     """
     raw = sys.stdin.read()
     if not raw.strip():

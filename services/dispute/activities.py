@@ -232,7 +232,9 @@ class DisputeActivities:
                 name="provider_refund_deadline",
                 explanation=pay.explanation.replace(
                     "pay the amount determined",
-                    "the provider refunds what the plan paid above the amount determined (idr-rules D9)",
+                    "the provider refunds what the plan paid above the amount determined",
+                ).replace(
+                    "pay the amount agreed", "the provider refunds what the plan paid above the amount agreed"
                 ),
             )
         views = [
@@ -288,10 +290,17 @@ class DisputeActivities:
                 payer_name=req.payer_name,
                 stage=req.stage,
                 action=(
-                    f"{req.payer_name} still owes ${outstanding:,.2f} "
-                    f"of the ${o.amount_owed:,.2f} determined "
-                    f"(due {d.due_on.isoformat()}). Contact the plan; if it does not pay, file a complaint "
-                    "with the No Surprises Help Desk (1-800-985-3059)."
+                    f"{req.payer_name} still owes {'' if o.cost_sharing_known else 'up to '}"
+                    f"${outstanding:,.2f} of the ${o.amount_owed:,.2f} owed "
+                    f"(due {d.due_on.isoformat()}). "
+                    + (
+                        ""
+                        if o.cost_sharing_known
+                        else "The patient's cost sharing is not on the claim: the plan owes less by that "
+                        "share; send it as cost_sharing to correct the amount. "
+                    )
+                    + "Contact the plan; if it does not pay, file a complaint with the No Surprises Help "
+                    "Desk (1-800-985-3059)."
                 ),
             )
         elif req.missed:

@@ -62,6 +62,8 @@ class IdrBatchWorkflow:
         assert self.inp is not None
         # a retry after a partial failure goes only to the members that have not taken it yet
         done = [r for r in self.results.get(update, []) if r.ok and r.claim_id in bodies]
+        if update == "offer_submitted":  # corrected offers go to every member again
+            done = []
         pending = {k: v for k, v in bodies.items() if k not in {r.claim_id for r in done}}
         results: list[MemberResult] = await workflow.execute_activity(
             "fan_out_update",

@@ -140,6 +140,8 @@ class ClaimClock:
             amount_received=s.amount_received,
             days_overdue=max((new_york_date(workflow.now()) - d.due_on).days, 1),
             escalation_level=s.payment_escalations,
+            cost_sharing_known=s.facts is not None
+            and all(line.cost_sharing is not None for line in s.facts.lines),
         )
         await self._alert(d, None, overdue=position)
         self._details()

@@ -116,6 +116,7 @@ class PaymentPosition(Contract):
     amount_received: Decimal
     days_overdue: int
     escalation_level: int
+    cost_sharing_known: bool = True  # False: the amount owed is an upper bound
 
 
 class Transition(Tolerant):

@@ -260,6 +260,14 @@ class ClaimStages(ClaimChanges, ClaimClock):
             self._set_stage(
                 Stage.PAYMENT_DUE, f"the plan owes ${owed:,.2f} of the amount agreed within 30 days", a
             )
+        elif owed < 0:
+            s.dates["agreement_on"] = a.settled_on
+            s.amount_owed, s.refund_owed = Decimal(0), -owed
+            self._set_stage(
+                Stage.REFUND_DUE,
+                f"the plan paid ${-owed:,.2f} more than the amount agreed: the provider refunds it",
+                a,
+            )
         elif during_idr:
             s.amount_owed = Decimal(0)
             self._set_stage(

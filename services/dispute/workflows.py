@@ -13,7 +13,7 @@ revived for a grace period by an extension or an action recorded late with a tim
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -215,6 +215,8 @@ class ClaimLifecycleWorkflow(ClaimStages):
     @workflow.update(name="cooling_off_applies")
     async def cooling_off_applies(self, a: CoolingOffApplies) -> ClaimStatus:
         if self._begin("cooling_off_applies", a):
+            if self.s.stage == Stage.FORFEITED:  # recorded late: the window may be the post-cooling-off one
+                self._revive("a prior determination's cooling-off was recorded", a)
             # whether it holds the claim is decided once the cooling-off's end is planned (stages)
             self.s.dates["prior_determination_on"] = a.prior_determination_on
             self.s.prior_initiated_by = a.prior_initiated_by
@@ -228,11 +230,11 @@ class ClaimLifecycleWorkflow(ClaimStages):
     def _v_cooling(self, a: CoolingOffApplies) -> None:
         if self._replay():
             return
-        self._require(Stage.OPEN_NEGOTIATION, Stage.IDR_INITIATION_WINDOW)
+        if not self._revivable_by(*INITIATION):
+            self._require(Stage.OPEN_NEGOTIATION, Stage.IDR_INITIATION_WINDOW)
         self._not_future(a.prior_determination_on, "prior_determination_on")
-        if a.prior_determination_on + timedelta(days=90) < self._today():
-            ended = a.prior_determination_on + timedelta(days=90)
-            raise ValueError(f"prior_determination_on: that cooling-off already ended on {ended.isoformat()}")
+        # whether it still holds the claim, and which window follows, is the planner's answer
+        # (cooling_off.initiation_window), not a fixed 90 days here
 
     @workflow.update(name="idr_initiated")
     async def idr_initiated(self, a: IdrInitiated) -> ClaimStatus:
@@ -337,10 +339,12 @@ class ClaimLifecycleWorkflow(ClaimStages):
             entity = s.idr_entity
             s.dates.pop("idre_selected_on", None)
             s.idr_entity, s.selected_jointly = None, False
+            s.offer_submitted = s.fees_paid = False  # both go to the new entity
             self._set_stage(
                 Stage.IDRE_SELECTION,
                 f"IDR entity {entity} cannot serve ({a.reason.replace('_', ' ')}): another is selected; the "
-                "offer and determination clocks start again from that selection",
+                "offer and the entity fee go to it, and the offer and determination clocks start again from "
+                "that selection",
                 a,
             )
         return await self._replanned()
@@ -494,6 +498,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
             return
         self._require(Stage.PAYMENT_DUE)
         self._not_before(a.received_on, "determination_on", "received_on")
+        self._not_before(a.received_on, "agreement_on", "received_on")
 
     def _already_paid(self, a: PaymentReceived) -> bool:
         """The same payment (its reference: an EFT trace or check number) recorded before."""
@@ -518,7 +523,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
     def _v_refund(self, a: FeeRefundReceived) -> None:
         if self._replay():
             return
-        self._require(Stage.PAID, Stage.PAYMENT_DUE)
+        self._require(Stage.PAID, Stage.PAYMENT_DUE, Stage.REFUND_DUE)
 
     @workflow.update(name="refund_sent")
     async def refund_sent(self, a: RefundSent) -> ClaimStatus:
@@ -559,8 +564,15 @@ class ClaimLifecycleWorkflow(ClaimStages):
         if self.s.stage == Stage.OPEN_NEGOTIATION:
             raise ValueError("stage: during open negotiation, settle through the negotiation service")
         self._require(
-            Stage.OPEN_NEGOTIATION_WINDOW, Stage.IDR_INITIATION_WINDOW, Stage.COOLING_OFF, *IDR_STAGES
+            Stage.OPEN_NEGOTIATION_WINDOW,
+            Stage.IDR_INITIATION_WINDOW,
+            Stage.COOLING_OFF,
+            Stage.RESUBMISSION_WINDOW,
+            *IDR_STAGES,
         )
+        self._not_future(a.settled_on, "settled_on")
+        self._not_before(a.settled_on, "initial_payment_received_on", "settled_on")
+        self._not_before(a.settled_on, "idr_initiated_on", "settled_on")
 
     @workflow.update(name="extension_granted")
     async def extension_granted(self, a: ExtensionGranted) -> ClaimStatus:
@@ -579,7 +591,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
         if self._replay():
             return
         self._open()
-        if a.deadline == "payment_deadline":
+        if a.deadline in ("payment_deadline", "provider_refund_deadline"):
             raise ValueError("deadline: the payment deadline cannot be extended (idr-rules D12)")
         f = self.s.forfeit
         if self.s.stage == Stage.FORFEITED and f is not None and a.deadline != f.deadline:

@@ -24,6 +24,11 @@ FIRST_YEAR = 2015
 LAST_YEAR = 2045
 
 
+# the payment deadline can never be extended (D12); the cooling-off is a bar, not a period to act in:
+# an extension meant to give parties time must not lengthen it
+NEVER_EXTENDED = frozenset({"payment_deadline", "provider_refund_deadline", "cooling_off_ends"})
+
+
 class OutsideCalendarError(ValueError):
     """A date falls outside the years this calendar covers."""
 
@@ -55,7 +60,7 @@ class Extension:
     states: frozenset[str] | None = None
 
     def applies(self, deadline: str, due_on: date, state: str | None) -> bool:
-        if deadline == "payment_deadline" or not self.start <= due_on <= self.end or self.moves_to <= due_on:
+        if deadline in NEVER_EXTENDED or not self.start <= due_on <= self.end or self.moves_to <= due_on:
             return False
         if self.deadlines is not None and deadline not in self.deadlines:
             return False

@@ -73,9 +73,17 @@ class Triggers(BaseModel):
             raise ValueError("improper_batch_notice_on: the notice cannot come before IDR was initiated")
         if self.agreement_on and self.determination_on:
             raise ValueError("agreement_on: a dispute is either settled or determined, not both")
-        first = self.initial_payment_received_on or self.bill_sent_on
-        if self.agreement_on and first and self.agreement_on < first:
-            raise ValueError(f"agreement_on: {self.agreement_on.isoformat()} is before {first.isoformat()}")
+        if self.agreement_on:
+            for name in (
+                "bill_sent_on",
+                "initial_payment_received_on",
+                "open_negotiation_started_on",
+                "idr_initiated_on",
+            ):
+                earlier: date | None = getattr(self, name)
+                if earlier and self.agreement_on < earlier:
+                    agreed = self.agreement_on.isoformat()
+                    raise ValueError(f"agreement_on: {agreed} is before {name} ({earlier.isoformat()})")
         if self.line_items < 1:
             raise ValueError("line_items: at least 1")
         return self

@@ -33,6 +33,8 @@ DEADLINE_NAMES = frozenset(
         "cooling_off_ends",
         "post_cooling_off_initiation_deadline",
         "improper_batch_resubmission_deadline",
+        "conflict_attestation_deadline",
+        "joint_selection_notice_deadline",
     }
 )
 

@@ -32,3 +32,17 @@ def test_row_10_only_the_party_that_initiated_the_prior_dispute_is_barred() -> N
     assert barred_on(date(2025, 4, 29), date(2025, 3, 3), date(2025, 6, 1))
     assert not barred_on(date(2025, 4, 29), date(2025, 3, 3), date(2025, 6, 1), prior_initiated_by_us=False)
     assert not barred_on(date(2025, 3, 3), date(2025, 3, 3), date(2025, 6, 1))  # the day itself is not in it
+
+
+def test_an_extension_never_lengthens_the_cooling_off_bar() -> None:
+    """review of audit row 6-style extensions: a blanket extension gives parties time; it must not
+    move the end of a cooling-off (which would bar initiation longer)."""
+    from shared.rules.calendar import Extension, Overrides
+    from shared.rules.deadlines import Triggers, compute_schedule
+
+    ext = Extension(start=date(2026, 4, 1), end=date(2026, 4, 30), moves_to=date(2026, 5, 29), name="outage")
+    plain = compute_schedule(Triggers(determination_on=date(2026, 1, 15))).deadlines
+    moved = compute_schedule(
+        Triggers(determination_on=date(2026, 1, 15)), overrides=Overrides(extensions=(ext,))
+    )
+    assert moved.deadlines["cooling_off_ends"].due_on == plain["cooling_off_ends"].due_on == date(2026, 4, 15)

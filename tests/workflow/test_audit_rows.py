@@ -306,3 +306,55 @@ async def test_row_14_a_prior_batched_dispute_under_the_2026_rules_holds_30_busi
     )
     held = status.deadlines["held_by_cooling_off_until"]
     assert held.due_on == CAL.business_days_after(prior, 30) and "batched" in held.explanation
+
+
+async def test_row_3_a_cooling_off_recorded_after_it_ended_still_gives_the_30_day_window(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 3 (review): open negotiation ended inside a cooling-off that has just ended; recorded
+    on business day 32, the claim gets 30 business days after the cooling-off, not business day 34."""
+    claim = Claim(env)
+    await claim.start()
+    started = await claim.open_negotiation()
+    b30 = CAL.business_day_beginning(started, 30)
+    prior = b30 - timedelta(days=89)  # the cooling-off ends the day after business day 30
+    b32 = CAL.business_day_beginning(started, 32)
+    await claim.go_to(b32)
+    await claim.wait_stage("idr_initiation_window")
+    await claim.act("cooling_off_applies", prior_determination_on=prior.isoformat())
+    status = await planned(claim, "post_cooling_off_initiation_deadline")
+    post = CAL.business_day_beginning(prior + timedelta(days=91), 30)
+    assert status.next_deadline is not None and status.next_deadline.due_on == post
+    await claim.go_to(CAL.business_day_beginning(started, 35))
+    assert (await claim.status()).stage == "idr_initiation_window"
+
+
+async def test_row_11_a_new_entity_gets_the_offer_and_fee_again(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 11 (review): after a declined entity, the offer and the entity fee go to the new one;
+    missing them by the new D7 is a default-risk alert."""
+    claim = Claim(env)
+    await claim.start()
+    await claim.to_determination()
+    today = await claim.today()
+    await claim.act("entity_declined", declined_on=today.isoformat(), reason="decertified")
+    status = await claim.act(
+        "entity_selected", selected_on=today.isoformat(), entity="FHAS", by="departments"
+    )
+    assert status.stage == "offers_and_fees"
+    await claim.go_to(CAL.business_days_after(today, 11))
+    assert "offer_and_fee_deadline" in rec.missed()
+
+
+async def test_row_4_a_settlement_below_what_the_plan_paid_tracks_the_providers_refund(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """audit row 4 (review): the parties agree on less than the plan paid: the provider refunds it."""
+    claim = Claim(env)
+    await claim.start(paid=["350.00"])
+    day31 = await claim.through_negotiation()
+    status = await claim.act("settlement", settled_on=day31.isoformat(), amount="300.00")
+    assert status.stage == "refund_due" and status.refund_owed == Decimal("50.00")
+    status = await planned(claim, "provider_refund_deadline")
+    assert status.deadlines["provider_refund_deadline"].due_on == day31 + timedelta(days=30)
