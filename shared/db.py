@@ -72,7 +72,10 @@ def inbox_table(schema: str) -> Table:
 
 @lru_cache(maxsize=4)
 def get_engine(url: str | None = None) -> AsyncEngine:
-    return create_async_engine(url or get_settings().database_url, pool_pre_ping=True, pool_size=5)
+    # hide_parameters: a failed statement is logged without its values (they can be patient data)
+    return create_async_engine(
+        url or get_settings().database_url, pool_pre_ping=True, pool_size=5, hide_parameters=True
+    )
 
 
 def session_factory(engine: AsyncEngine | None = None) -> async_sessionmaker[AsyncSession]:

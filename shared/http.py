@@ -110,11 +110,16 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
         {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error"),
         titles.get(exc.status_code, "HTTP error"),
         str(exc.detail),
+        headers=dict(exc.headers) if exc.headers else None,  # 405 keeps its Allow header
     )
     return problem_response(problem, request)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    from shared.guard import RequestGuard
+    from shared.settings import get_settings
+
+    app.add_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(Problem, _problem_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     dispute_port: int = 8003
     notifier_port: int = 8004
     temporal_ui_port: int = 8233
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)  # larger bodies: 413 before parsing
+    temporal_request_timeout_seconds: float = Field(default=20.0, gt=0)  # then 503 worker-unavailable
 
     # clocks (idr-rules Part A item 3): reminders fire at reminder_time on the business day that is
     # N business days before the deadline; a deadline ends at deadline_cutoff on its date.
