@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import Table
 
 from shared.idempotency import REPLAYED_RESPONSE_HEADERS, IdempotencyKey, run_idempotent
+from shared.ids import BatchIdPath, ClaimIdPath
 from shared.lifecycle import Action, actor_of
 from shared.temporal import execute_update
 from shared.tenants import CurrentTenant
@@ -53,7 +54,7 @@ def add_update_route(
     kw = inspect.Parameter.KEYWORD_ONLY
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
-            inspect.Parameter(key, kw, annotation=str),
+            inspect.Parameter(key, kw, annotation=BatchIdPath if key == "batch_id" else ClaimIdPath),
             inspect.Parameter("body", kw, annotation=body),
             inspect.Parameter("tenant", kw, annotation=CurrentTenant),
             inspect.Parameter("request", kw, annotation=Request),

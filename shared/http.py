@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 _NAMED_REASON = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$", re.S)
 PROBLEM_BASE = "https://idrflow.dev/problems/"
@@ -102,15 +103,36 @@ async def _problem_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc, request)
 
 
+def _leaf_routes(routes: Sequence[Any]) -> list[Any]:
+    """The routes with methods, through included routers (``original_router``) and mounts."""
+    out: list[Any] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            out += _leaf_routes(inner.routes)
+        elif getattr(route, "methods", None):
+            out.append(route)
+    return out
+
+
 async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     titles = {404: "Not found", 405: "Method not allowed"}
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:  # every method of every route on this path, not just the first one's
+        methods: set[str] = set()
+        for route in _leaf_routes(request.app.router.routes):
+            match, _ = route.matches(request.scope)
+            if match != Match.NONE:
+                methods |= set(getattr(route, "methods", None) or ())
+        if methods:
+            headers["Allow"] = ", ".join(sorted(methods))
     problem = Problem(
         exc.status_code,
         {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error"),
         titles.get(exc.status_code, "HTTP error"),
         str(exc.detail),
-        headers=dict(exc.headers) if exc.headers else None,  # 405 keeps its Allow header
+        headers=headers or None,
     )
     return problem_response(problem, request)
 

@@ -9,9 +9,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from shared.rules.calendar import FIRST_YEAR, LAST_YEAR
+from shared.text import FREE_TEXT_FIELDS, check_text
 
 CALENDAR_FIRST = date(FIRST_YEAR, 1, 1)
 CALENDAR_LAST = date(LAST_YEAR, 12, 31)
@@ -75,6 +76,14 @@ class Action(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     actor: str = Field(default="api", max_length=200)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: object, info: ValidationInfo) -> object:
+        """Names and references are one line; reasons and details may have tabs and newlines."""
+        if isinstance(value, str):
+            check_text(value, multiline=info.field_name in FREE_TEXT_FIELDS)
+        return value
 
 
 A = TypeVar("A", bound=Action)
@@ -248,7 +257,7 @@ class MemberInfo(BaseModel):
     """What the batch check needs besides the claim's facts."""
 
     model_config = ConfigDict(extra="forbid")
-    claim_id: str = Field(min_length=1, max_length=64)
+    claim_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", max_length=64)
     plan_id: str | None = Field(default=None, max_length=100, description="the specific plan (self-insured)")
     condition_group: str | None = Field(
         default=None, max_length=100, description="your 'similar condition' group"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -95,6 +97,27 @@ async def get_retention(client: Client, namespace: str) -> timedelta:
     return retention
 
 
+async def _in_time(call: Awaitable[T]) -> T:
+    """A Temporal call made for an HTTP request, bounded: no worker answering in time is a 503
+    problem (retry it; with the same Idempotency-Key a retried action is applied once)."""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+
+    from shared.http import Problem
+
+    seconds = get_settings().temporal_request_timeout_seconds
+    try:
+        return await asyncio.wait_for(call, timeout=seconds)
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+        raise Problem(
+            503,
+            "worker-unavailable",
+            "The claim's worker is not answering",
+            f"No answer from the lifecycle worker within {seconds:g} s; nothing may have been applied yet. "
+            "Retry the request (with the same Idempotency-Key).",
+            headers={"Retry-After": "5"},
+        ) from exc
+
+
 async def execute_update(
     client: Client,
     workflow_id: str,
@@ -114,8 +137,10 @@ async def execute_update(
     from shared.http import Problem
 
     try:
-        result: T = await client.get_workflow_handle(workflow_id).execute_update(
-            update, arg, id=update_id, result_type=result_type
+        result: T = await _in_time(
+            client.get_workflow_handle(workflow_id).execute_update(
+                update, arg, id=update_id, result_type=result_type
+            )
         )
         return result
     except WorkflowUpdateFailedError as exc:
@@ -152,7 +177,9 @@ async def query_workflow(client: Client, workflow_id: str, query: str, result_ty
     from shared.http import Problem
 
     try:
-        result: T = await client.get_workflow_handle(workflow_id).query(query, result_type=result_type)
+        result: T = await _in_time(
+            client.get_workflow_handle(workflow_id).query(query, result_type=result_type)
+        )
         return result
     except RPCError as exc:
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):

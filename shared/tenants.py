@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import get_engine, metadata, unit_of_work
 from shared.http import Problem
+from shared.ids import check_tenant_id, valid_tenant_id
 
 tenants = Table(
     "tenants",
@@ -44,7 +45,8 @@ def new_api_key(tenant_id: str) -> str:
 
 
 async def upsert_tenant(tenant_id: str, name: str, api_key: str, engine: AsyncEngine | None = None) -> None:
-    """Create the tenant, or give it this API key and name if it exists."""
+    """Create the tenant, or give it this API key and name if it exists (the id is checked)."""
+    check_tenant_id(tenant_id)
     stmt = insert(tenants).values(tenant_id=tenant_id, name=name, api_key_sha256=hash_key(api_key))
     stmt = stmt.on_conflict_do_update(
         index_elements=[tenants.c.tenant_id],
@@ -81,6 +83,15 @@ async def current_tenant(request: Request) -> Tenant:
     if tenant is None:
         raise Problem(
             401, "unauthenticated", "Unknown API key", "The API key is not valid.", field="Authorization"
+        )
+    if not valid_tenant_id(tenant.tenant_id):  # made before ids were checked: could reach another's claims
+        raise Problem(
+            401,
+            "unauthenticated",
+            "Tenant id not allowed",
+            f"The tenant id {tenant.tenant_id!r} may collide with another tenant's; create it again with a "
+            "valid id (idrflow tenants create).",
+            field="Authorization",
         )
     return tenant
 

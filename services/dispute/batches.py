@@ -19,6 +19,7 @@ from services.dispute.workflows import IdrBatchWorkflow
 from shared.actions import Actor, add_update_route
 from shared.http import ACTION_PROBLEMS, Problem
 from shared.idempotency import IdempotencyKey, run_idempotent
+from shared.ids import CLAIM_ID, BatchIdPath
 from shared.lifecycle import (
     Action,
     BatchDetermination,
@@ -41,7 +42,7 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=ACTION_PROB
 
 class BatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    batch_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    batch_id: str = Field(pattern=CLAIM_ID)
     members: list[MemberInfo] = Field(min_length=2, max_length=500)
 
 
@@ -162,7 +163,7 @@ async def create_batch(
 
 
 @router.get("/{batch_id}", response_model=BatchStatus)
-async def get_batch(batch_id: str, tenant: CurrentTenant, request: Request) -> BatchStatus:
+async def get_batch(batch_id: BatchIdPath, tenant: CurrentTenant, request: Request) -> BatchStatus:
     return await query_workflow(
         request.app.state.temporal,
         batch_workflow_id(tenant.tenant_id, batch_id),
@@ -174,7 +175,7 @@ async def get_batch(batch_id: str, tenant: CurrentTenant, request: Request) -> B
 
 @router.post("/{batch_id}/members", response_model=BatchStatus)
 async def add_member(
-    batch_id: str,
+    batch_id: BatchIdPath,
     body: MemberInfo,
     tenant: CurrentTenant,
     request: Request,

@@ -30,6 +30,7 @@ from services.dispute.service import (
 )
 from shared.db import get_engine
 from shared.http import PROBLEM_JSON, Problem
+from shared.ids import ClaimIdPath
 from shared.rules.batching import BatchCheck, check_batch
 from shared.rules.calendar import calendar_with
 from shared.rules.deadlines import Triggers, compute_schedule
@@ -123,7 +124,7 @@ async def get_claims_csv(tenant: CurrentTenant, filters: Filters) -> StreamingRe
 
 
 @router.get("/claims/{claim_id}", response_model=ClaimStatus, responses=NOT_FOUND)
-async def get_claim(claim_id: str, tenant: CurrentTenant) -> ClaimStatus:
+async def get_claim(claim_id: ClaimIdPath, tenant: CurrentTenant) -> ClaimStatus:
     """The claim's stage, deadlines in force, actions and transitions, read from its record."""
     status = await claim_record(get_engine(), tenant.tenant_id, claim_id)
     if status is None:
@@ -132,7 +133,7 @@ async def get_claim(claim_id: str, tenant: CurrentTenant) -> ClaimStatus:
 
 
 @router.get("/claims/{claim_id}/audit", response_model=list[TimelineEntry], responses=NOT_FOUND)
-async def get_claim_audit(claim_id: str, tenant: CurrentTenant) -> list[TimelineEntry]:
+async def get_claim_audit(claim_id: ClaimIdPath, tenant: CurrentTenant) -> list[TimelineEntry]:
     """Everything that happened to the claim, in time order: transitions, actions (rejected ones
     too), deadlines planned and superseded, alerts."""
     timeline = await audit_timeline(get_engine(), tenant.tenant_id, claim_id)
@@ -212,7 +213,12 @@ async def post_eligibility(facts: EligibilityFacts, tenant: CurrentTenant) -> El
     """Screen a claim for federal IDR: ``eligible``, ``ineligible`` or ``needs_review``, with the
     reason codes of idr-rules Part B section 1.3 and the facts that drove each."""
     overrides = await tenant_overrides(tenant.tenant_id)
-    return screen(facts, calendar=calendar_with(overrides.closures))
+    try:
+        return screen(facts, calendar=calendar_with(overrides.closures))
+    except ValueError as exc:  # a date the calendar cannot count from
+        raise Problem(
+            422, "rule-not-applicable", "The rules cannot answer for these dates", str(exc)
+        ) from exc
 
 
 @rules.post("/batch-check", response_model=BatchCheck)
@@ -221,4 +227,9 @@ async def post_batch_check(batch: BatchRequest, tenant: CurrentTenant) -> BatchC
     the rule set in force, the 30-business-day window, the line-item cap, air ambulance per transport;
     or, with ``bundled``, whether they form one bundled dispute."""
     overrides = await tenant_overrides(tenant.tenant_id)
-    return check_batch(batch.items, bundled=batch.bundled, calendar=calendar_with(overrides.closures))
+    try:
+        return check_batch(batch.items, bundled=batch.bundled, calendar=calendar_with(overrides.closures))
+    except ValueError as exc:  # a date the calendar cannot count from (e.g. 2000-01-01)
+        raise Problem(
+            422, "rule-not-applicable", "The rules cannot answer for these dates", str(exc)
+        ) from exc

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -19,6 +20,7 @@ from pydantic import (
 
 from shared.lifecycle import CalendarDate
 from shared.rules.eligibility import PlanType, ServiceCategory
+from shared.text import check_text
 
 US_STATES = frozenset(
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM "
@@ -27,7 +29,9 @@ US_STATES = frozenset(
 )
 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(check_text)
+]
 
 
 def npi_is_valid(npi: str) -> bool:

@@ -24,6 +24,7 @@ from services.negotiation.workflows import NegotiationStatus
 from shared.actions import add_update_route
 from shared.http import ACTION_PROBLEMS
 from shared.idempotency import REPLAYED_RESPONSE_HEADERS, IdempotencyKey, run_idempotent, uuid_for
+from shared.ids import ClaimIdPath
 from shared.lifecycle import NoticeSent, OfferMade, ResponseNoticeReceived, Settlement
 from shared.temporal import claim_workflow_id, negotiation_workflow_id, query_workflow
 from shared.tenants import CurrentTenant
@@ -40,7 +41,7 @@ router = APIRouter(
     responses={202: {"description": "The notice, issued", "headers": REPLAYED_RESPONSE_HEADERS}},
 )
 async def create_notice(
-    claim_id: str,
+    claim_id: ClaimIdPath,
     body: NoticeRequest,
     tenant: CurrentTenant,
     request: Request,
@@ -75,7 +76,7 @@ async def create_notice(
 
 @router.post("/idr-initiation-notice", response_model=InitiationNoticeOut)
 async def idr_initiation_notice(
-    claim_id: str, body: InitiationNoticeRequest, tenant: CurrentTenant, request: Request
+    claim_id: ClaimIdPath, body: InitiationNoticeRequest, tenant: CurrentTenant, request: Request
 ) -> InitiationNoticeOut:
     """The Notice of IDR Initiation for a claim in its initiation window: its required contents
     (QPA per item, the open negotiation start, plan type, state, contacts, the attestation, the
@@ -94,25 +95,25 @@ async def idr_initiation_notice(
 
 
 @router.get("/notices", response_model=list[NoticeOut])
-async def get_notices(claim_id: str, tenant: CurrentTenant) -> list[NoticeOut]:
+async def get_notices(claim_id: ClaimIdPath, tenant: CurrentTenant) -> list[NoticeOut]:
     """The claim's notices with their delivery proof."""
     return await list_notices(tenant.tenant_id, claim_id)
 
 
 @router.get("/notices/{notice_id}.pdf", response_class=Response)
-async def notice_pdf(claim_id: str, notice_id: UUID, tenant: CurrentTenant) -> Response:
+async def notice_pdf(claim_id: ClaimIdPath, notice_id: UUID, tenant: CurrentTenant) -> Response:
     row = await notice_document(tenant.tenant_id, notice_id)
     return Response(row.pdf, media_type="application/pdf", headers={"X-Content-SHA256": row.pdf_sha256})
 
 
 @router.get("/notices/{notice_id}.html", response_class=HTMLResponse)
-async def notice_html(claim_id: str, notice_id: UUID, tenant: CurrentTenant) -> HTMLResponse:
+async def notice_html(claim_id: ClaimIdPath, notice_id: UUID, tenant: CurrentTenant) -> HTMLResponse:
     row = await notice_document(tenant.tenant_id, notice_id)
     return HTMLResponse(row.html)
 
 
 @router.get("", response_model=NegotiationStatus)
-async def status(claim_id: str, tenant: CurrentTenant, request: Request) -> NegotiationStatus:
+async def status(claim_id: ClaimIdPath, tenant: CurrentTenant, request: Request) -> NegotiationStatus:
     """The offers and settlement so far."""
     return await query_workflow(
         request.app.state.temporal,
