@@ -270,6 +270,7 @@ class BatchInput(BaseModel):
     tenant_id: str
     batch_id: str
     members: list[MemberInfo] = Field(min_length=1)
+    expires_after_days: int = Field(default=400, ge=1)  # a batch never waits forever
 
 
 class MemberJoined(Action):
@@ -297,6 +298,8 @@ class MemberResult(BaseModel):
     ok: bool
     stage: str | None = None
     reason: str | None = None
+    # the member cannot take batch actions any more: its lifecycle ended, or it moved on alone
+    left: bool = False
 
 
 class FanOut(BaseModel):

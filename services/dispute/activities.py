@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from services.dispute.models import outbox
 from services.dispute.schemas import (
@@ -167,7 +168,19 @@ class DisputeActivities:
                 results.append(MemberResult(claim_id=claim_id, ok=True, stage=status.stage))
             except WorkflowUpdateFailedError as exc:
                 reason = str(getattr(exc.cause, "message", exc.cause))
-                results.append(MemberResult(claim_id=claim_id, ok=False, reason=reason))
+                # "stage: ..." means the member's lifecycle is elsewhere (closed, or acted alone)
+                left = (
+                    reason.startswith("stage: the claim is ") or "not possible while the claim is" in reason
+                )
+                results.append(MemberResult(claim_id=claim_id, ok=False, reason=reason, left=left))
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise  # transient: the activity is retried
+                results.append(
+                    MemberResult(
+                        claim_id=claim_id, ok=False, reason="the claim's lifecycle has ended", left=True
+                    )
+                )
         return results
 
     @activity.defn(name="plan_deadlines")

@@ -6,9 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from services.dispute.clock import RETRY
     from services.dispute.schemas import ActionRecord, BatchStatus
     from shared.lifecycle import (
         Action,
@@ -25,6 +26,12 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+# bounded: a member that cannot be reached is reported to the caller, who sends the action again
+FAN_OUT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20), maximum_attempts=5
+)
+
+
 @workflow.defn
 class IdrBatchWorkflow:
     """One batched dispute (``batch:{tenant}:{batch_id}``): members join by update while it forms;
@@ -38,6 +45,7 @@ class IdrBatchWorkflow:
         self.stage = "forming"
         self.actions: list[ActionRecord] = []
         self.results: dict[str, list[MemberResult]] = {}
+        self.left: list[MemberResult] = []  # members that left (closed, or acted alone), with why
 
     @workflow.query(name="status")
     def status(self) -> BatchStatus:
@@ -50,6 +58,7 @@ class IdrBatchWorkflow:
             member_info=list(self.info),
             actions=list(self.actions),
             results={k: list(v) for k, v in self.results.items()},
+            left=list(self.left),
         )
 
     def _record(self, name: str, a: Action) -> None:
@@ -65,15 +74,29 @@ class IdrBatchWorkflow:
         if update == "offer_submitted":  # corrected offers go to every member again
             done = []
         pending = {k: v for k, v in bodies.items() if k not in {r.claim_id for r in done}}
-        results: list[MemberResult] = await workflow.execute_activity(
-            "fan_out_update",
-            FanOut(tenant_id=self.inp.tenant_id, update=update, bodies=pending),
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RETRY,
-            result_type=list[MemberResult],
-        )
+        try:
+            results: list[MemberResult] = await workflow.execute_activity(
+                "fan_out_update",
+                FanOut(tenant_id=self.inp.tenant_id, update=update, bodies=pending),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=FAN_OUT_RETRY,
+                result_type=list[MemberResult],
+            )
+        except ActivityError as exc:  # bounded: the request fails, the batch stays as it was
+            raise ApplicationError(
+                f"members: the action could not reach the members ({exc.cause or exc}); send it again",
+                type="FanOutFailed",
+                non_retryable=True,
+            ) from exc
+        for r in results:
+            if r.left and r.claim_id in self.members:
+                # a member whose lifecycle ended or that acted alone leaves; the batch goes on
+                self.members.remove(r.claim_id)
+                self.left.append(r)
         self.results[update] = done + results
-        if all(r.ok for r in self.results[update]):
+        if not self.members:
+            self.stage = "dissolved"
+        elif all(r.ok for r in self.results[update] if r.claim_id in self.members):
             self.stage = next_stage
         return self.status()
 
@@ -185,6 +208,12 @@ class IdrBatchWorkflow:
         self.inp = inp
         self.members = [m.claim_id for m in inp.members]
         self.info = list(inp.members)
-        await workflow.wait_condition(lambda: self.stage == "determined")
+        try:  # a batch never waits forever: it expires when nothing happened for a long time
+            await workflow.wait_condition(
+                lambda: self.stage in ("determined", "dissolved"),
+                timeout=timedelta(days=inp.expires_after_days),
+            )
+        except TimeoutError:
+            self.stage = "expired"
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.stage

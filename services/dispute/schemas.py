@@ -376,3 +376,4 @@ class BatchStatus(Contract):
     member_info: list[MemberInfo]
     actions: list[ActionRecord]
     results: dict[str, list[MemberResult]]
+    left: list[MemberResult] = []  # members that left the batch (closed, or acted alone), with why

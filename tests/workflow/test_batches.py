@@ -135,3 +135,35 @@ async def test_a_partial_fan_out_is_retried_only_for_the_members_that_refused(
     )
     assert second.stage == "initiated" and all(r.ok for r in second.results["idr_initiated"])
     assert (await a.status()).dates["idr_initiated_on"] == day31  # not initiated twice
+
+
+async def test_a_member_that_ended_alone_leaves_and_the_batch_goes_on(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    """issue 10 item 4: a member withdrawn on its own is reported and dropped; the batch goes on with
+    the others instead of retrying its fan-out forever."""
+    a, b, c = Claim(env, "BD-1"), Claim(env, "BD-2"), Claim(env, "BD-3")
+    received = await a.start()
+    await b.start(received=received)
+    await c.start(received=received)
+    started = await a.open_negotiation()
+    await b.open_negotiation()
+    await c.open_negotiation()
+    day31 = CAL.business_day_beginning(started, 31)
+    await a.go_to(day31)
+    for claim in (a, b, c):
+        await claim.wait_stage("idr_initiation_window")
+    members = [MemberInfo(claim_id=x) for x in ("BD-1", "BD-2", "BD-3")]
+    batch = await env.client.start_workflow(
+        IdrBatchWorkflow.run,
+        BatchInput(tenant_id="t1", batch_id="B-3", members=members),
+        id="batch:t1:B-3",
+        task_queue=QUEUE,
+    )
+    await b.act("withdrawn", reason="settled privately")
+    assert b.handle is not None and await b.handle.result() == "withdrawn"
+    status = await batch.execute_update(
+        "idr_initiated", IdrInitiated(initiated_on=day31, dispute_number="DISP-B3"), result_type=BatchStatus
+    )
+    assert status.stage == "initiated" and status.members == ["BD-1", "BD-3"]
+    assert [m.claim_id for m in status.left] == ["BD-2"] and "ended" in (status.left[0].reason or "")
