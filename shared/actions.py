@@ -15,6 +15,7 @@ from sqlalchemy import Table
 from shared.idempotency import REPLAYED_RESPONSE_HEADERS, IdempotencyKey, run_idempotent
 from shared.ids import BatchIdPath, ClaimIdPath
 from shared.lifecycle import Action, actor_of
+from shared.logs import log_claim
 from shared.temporal import execute_update
 from shared.tenants import CurrentTenant
 
@@ -39,6 +40,7 @@ def add_update_route(
     async def endpoint(**params: Any) -> Any:
         tenant = params["tenant"]
         request: Request = params["request"]
+        log_claim.set(params[key])
         action = actor_of(params["body"], tenant.tenant_id, params.get("x_actor"))
         target = workflow_id(tenant.tenant_id, params[key])
 

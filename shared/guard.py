@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from shared.http import PROBLEM_BASE, PROBLEM_JSON
+from shared.logs import correlation_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -53,6 +55,18 @@ async def _problem(
     await send({"type": "http.response.body", "body": body})
 
 
+def _with_request_id(send: Send, request_id: str) -> Send:
+    """Every answer carries ``X-Request-ID``: the caller's, or one made here (it is in the logs)."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+        await send(message)
+
+    return wrapped
+
+
 class RequestGuard:
     def __init__(self, app: ASGIApp, max_body_bytes: int = 1_048_576) -> None:
         self.app = app
@@ -62,6 +76,10 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if given and len(given) <= 100 and given.isprintable() else uuid.uuid4().hex
+        correlation_id.set(request_id)
+        send = _with_request_id(send, request_id)
         path: str = scope.get("path", "")
         raw_path: bytes = scope.get("raw_path") or path.encode()
         if _NUL_QUERY.search(raw_path) or "\x00" in path:

@@ -14,13 +14,18 @@ from shared.temporal import connect
 log = logging.getLogger(__name__)
 
 
-def configure_logging(service: str, level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stdout,
-        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+def configure_logging(service: str, level: int = logging.INFO, fmt: str | None = None) -> None:
+    """JSON lines with the correlation id, tenant and claim (``IDRFLOW_LOG_FORMAT=json``, the
+    default), or plain text for reading by eye (``text``)."""
+    from shared.logs import JsonFormatter
+    from shared.settings import get_settings
+
+    handler = logging.StreamHandler(sys.stdout)
+    if (fmt or get_settings().log_format) == "json":
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("temporalio").setLevel(logging.WARNING)
 

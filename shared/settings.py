@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +57,7 @@ class Settings(BaseSettings):
     notifier_port: int = 8004
     temporal_ui_port: int = 8233
     max_body_bytes: int = Field(default=1_048_576, ge=1024)  # larger bodies: 413 before parsing
+    log_format: Literal["json", "text"] = "json"  # JSON lines with correlation id, tenant and claim
     temporal_request_timeout_seconds: float = Field(default=20.0, gt=0)  # then 503 worker-unavailable
 
     # clocks (idr-rules Part A item 3): reminders fire at reminder_time on the business day that is
@@ -69,9 +71,24 @@ class Settings(BaseSettings):
     business_timezone: str = "America/New_York"
 
     # consumers and relay
-    consumer_max_attempts: int = 5
+    consumer_max_attempts: int = 5  # for errors neither transient nor permanent, then the DLQ
+    # transient failures (database, Temporal, network) are retried for as long as it takes, with
+    # a delay doubling from base to cap; the offset does not move meanwhile
+    consumer_retry_base_seconds: float = Field(default=0.5, gt=0)
+    consumer_retry_cap_seconds: float = Field(default=30.0, gt=0)
     relay_poll_seconds: float = 0.2
     relay_batch_size: int = 200
+    # a row that fails to publish waits base * 2**(attempts-1) (at most cap), then is parked after
+    # relay_max_attempts; rows with the same key wait behind a failing one (per-key order)
+    relay_retry_base_seconds: float = Field(default=1.0, gt=0)
+    relay_retry_cap_seconds: float = Field(default=300.0, gt=0)
+    relay_max_attempts: int = Field(default=12, ge=1)
+    relay_send_timeout_seconds: float = Field(default=5.0, gt=0)
+    # published outbox rows and processed inbox rows are deleted after this many days
+    outbox_retention_days: float = Field(default=7.0, gt=0)
+    relay_prune_interval_seconds: float = Field(default=600.0, gt=0)
+    kafka_replication_factor: int = Field(default=1, ge=1)  # 3 on a real cluster
+    kafka_min_insync_replicas: int = Field(default=1, ge=1)  # 2 on a real cluster
 
     # notifications
     smtp_host: str = "127.0.0.1"

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.db import get_engine, metadata, unit_of_work
 from shared.http import Problem
 from shared.ids import check_tenant_id, valid_tenant_id
+from shared.logs import log_tenant
 
 tenants = Table(
     "tenants",
@@ -84,6 +85,7 @@ async def current_tenant(request: Request) -> Tenant:
         raise Problem(
             401, "unauthenticated", "Unknown API key", "The API key is not valid.", field="Authorization"
         )
+    log_tenant.set(tenant.tenant_id)
     if not valid_tenant_id(tenant.tenant_id):  # made before ids were checked: could reach another's claims
         raise Problem(
             401,

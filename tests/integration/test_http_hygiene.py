@@ -160,3 +160,10 @@ async def test_control_characters_are_refused_in_names_and_free_text(client: htt
         json={"selected_on": "2026-11-30", "entity": "Maximus\nBcc: x@example", "by": "joint"},
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "entity"
+
+
+async def test_every_answer_carries_a_request_id(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/rules/overrides", headers={**A, "X-Request-ID": "trace-me-1"})
+    assert r.headers["x-request-id"] == "trace-me-1"
+    r = await client.get("/v1/rules/overrides", headers=A)
+    assert len(r.headers["x-request-id"]) == 32
