@@ -150,6 +150,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 HealthCheck = Callable[[], Awaitable[bool]]
 
 
+async def task_running(app: FastAPI, name: str) -> bool:
+    """A background loop of the app (its Temporal worker, say) is alive: /healthz turns 503 when it
+    died, instead of staying green while nothing is processed."""
+    task = getattr(app.state, name, None)
+    return task is not None and not task.done()
+
+
 def install_healthz(app: FastAPI, checks: dict[str, HealthCheck]) -> None:
     """``GET /healthz``: 200 when every dependency answers, 503 with the failing ones otherwise."""
 

@@ -16,7 +16,7 @@ from services.dispute.models import inbox
 from services.dispute.routes import router, rules
 from services.dispute.worker import build_worker
 from shared.db import database_ready, get_engine
-from shared.http import install_healthz, install_problem_handlers
+from shared.http import install_healthz, install_problem_handlers, task_running
 from shared.kafka import broker_ready
 from shared.kafka.consumer import consuming
 from shared.runtime import connect_temporal
@@ -32,6 +32,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.temporal = client
     worker = build_worker(client, engine, settings)
     worker_task = asyncio.create_task(worker.run())
+    app.state.worker_task = worker_task
     try:
         async with consuming(
             topic=settings.topic_claims,
@@ -61,7 +62,15 @@ def create_app() -> FastAPI:
     async def temporal() -> bool:
         return await temporal_ready(getattr(app.state, "temporal", None))
 
-    install_healthz(app, {"postgresql": database_ready, "temporal": temporal, "kafka": broker_ready})
+    install_healthz(
+        app,
+        {
+            "postgresql": database_ready,
+            "temporal": temporal,
+            "kafka": broker_ready,
+            "worker": lambda: task_running(app, "worker_task"),
+        },
+    )
     app.include_router(router)
     app.include_router(rules)
     app.include_router(action_router())

@@ -14,7 +14,7 @@ from services.negotiation.models import inbox
 from services.negotiation.routes import router
 from services.negotiation.worker import build_worker
 from shared.db import database_ready, get_engine
-from shared.http import install_healthz, install_problem_handlers
+from shared.http import install_healthz, install_problem_handlers, task_running
 from shared.kafka import broker_ready
 from shared.kafka.consumer import consuming
 from shared.runtime import connect_temporal
@@ -29,6 +29,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.temporal = client
     worker = build_worker(client, settings)
     task = asyncio.create_task(worker.run())
+    app.state.worker_task = task
     try:
         async with consuming(
             topic=settings.topic_notices,
@@ -58,6 +59,14 @@ def create_app() -> FastAPI:
     async def temporal() -> bool:
         return await temporal_ready(getattr(app.state, "temporal", None))
 
-    install_healthz(app, {"postgresql": database_ready, "temporal": temporal, "kafka": broker_ready})
+    install_healthz(
+        app,
+        {
+            "postgresql": database_ready,
+            "temporal": temporal,
+            "kafka": broker_ready,
+            "worker": lambda: task_running(app, "worker_task"),
+        },
+    )
     app.include_router(router)
     return app

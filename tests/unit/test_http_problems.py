@@ -43,3 +43,26 @@ async def test_problems_and_unknown_routes_are_rfc9457() -> None:
         "errors": [{"field": "thing", "reason": "That thing is taken."}],
     }
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+
+
+async def test_healthz_is_503_when_a_background_worker_died() -> None:
+    """issue 10: /healthz reports the worker loop, not only the dependencies."""
+    import asyncio
+
+    import httpx
+    from fastapi import FastAPI
+
+    from shared.http import install_healthz, task_running
+
+    app = FastAPI()
+    install_healthz(app, {"worker": lambda: task_running(app, "worker_task")})
+
+    async def crash() -> None:
+        raise RuntimeError("worker died")
+
+    app.state.worker_task = asyncio.create_task(crash())
+    await asyncio.sleep(0)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as client:
+        r = await client.get("/healthz")
+    assert r.status_code == 503 and r.json()["checks"]["worker"] == "down"
+    app.state.worker_task.exception()  # retrieved: no "never retrieved" warning
