@@ -1,4 +1,5 @@
-"""Database plumbing: the naming convention, engines and sessions, the outbox and inbox tables."""
+"""Database plumbing: the naming convention, engines and sessions, the outbox, inbox and dead-letter
+tables."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
     text,
@@ -53,19 +56,65 @@ def outbox_table(schema: str) -> Table:
         Column("published_at", DateTime(timezone=True), nullable=True),
         Column("attempts", Integer, nullable=False, server_default=text("0")),
         Column("last_error", Text, nullable=True),
+        # a failing row waits until then (rows with its key wait behind it); parked: given up on
+        Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+        Column("parked_at", DateTime(timezone=True), nullable=True),
+        # the relay's scan: unpublished rows only, by key then id (the head row of each key)
+        Index(
+            "ix_outbox_unpublished",
+            "message_key",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+        ),
         schema=schema,
     )
 
 
 def inbox_table(schema: str) -> Table:
-    """Events a consumer has applied: recorded in the same transaction as the effect."""
-    return Table(
+    """Events a consumer has applied: recorded in the same transaction as the effect.
+
+    A schema with an inbox consumes, so it also gets its :func:`dead_letters_table`."""
+    table = Table(
         "inbox",
         metadata,
         Column("consumer", String(100), nullable=False),
         Column("event_id", Uuid, nullable=False),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         PrimaryKeyConstraint("consumer", "event_id"),
+        schema=schema,
+    )
+    dead_letters_table(schema)
+    return table
+
+
+def dead_letters_table(schema: str) -> Table:
+    """Messages a consumer of ``schema`` could never apply (also sent to ``<topic>.dlq``).
+
+    ``idrflow dlq`` lists them and replays one through the schema's outbox (``replayed_at``).
+    Defined once per schema; later calls return the same table."""
+    existing = metadata.tables.get(f"{schema}.dead_letters")
+    if existing is not None:
+        return existing
+    return Table(
+        "dead_letters",
+        metadata,
+        Column("id", Uuid, primary_key=True),
+        Column("consumer", String(100), nullable=False),
+        Column("topic", String(200), nullable=False),
+        Column("partition", Integer, nullable=False),
+        Column("offset", BigInteger, nullable=False),
+        Column("key", Text, nullable=True),
+        Column("event_id", Uuid, nullable=True),
+        Column("event_type", Text, nullable=True),
+        Column("tenant_id", Text, nullable=True),
+        Column("claim_id", Text, nullable=True),
+        Column("error_type", Text, nullable=False),
+        Column("error", Text, nullable=False),
+        Column("payload", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("replayed_at", DateTime(timezone=True), nullable=True),
+        UniqueConstraint("consumer", "topic", "partition", "offset", name="uq_dead_letters_position"),
+        Index("ix_dead_letters_open", "created_at", postgresql_where=text("replayed_at IS NULL")),
         schema=schema,
     )
 

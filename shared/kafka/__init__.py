@@ -30,6 +30,16 @@ def all_topics(settings: Settings | None = None) -> list[str]:
     return base + [f"{t}.dlq" for t in base]
 
 
+def _new_topic(name: str, s: Settings) -> NewTopic:
+    """A topic with the configured replication factor and ``min.insync.replicas`` (both 1 locally)."""
+    return NewTopic(
+        name,
+        1 if name.endswith(".dlq") else s.kafka_topic_partitions,
+        s.kafka_replication_factor,
+        topic_configs={"min.insync.replicas": str(s.kafka_min_insync_replicas)},
+    )
+
+
 async def ensure_topics(settings: Settings | None = None) -> list[str]:
     """Create the topics (and their ``.dlq``) that do not exist yet; return the ones created."""
     s = settings or get_settings()
@@ -40,9 +50,7 @@ async def ensure_topics(settings: Settings | None = None) -> list[str]:
         missing = [t for t in all_topics(s) if t not in existing]
         if missing:
             try:
-                await admin.create_topics(
-                    [NewTopic(t, 1 if t.endswith(".dlq") else s.kafka_topic_partitions, 1) for t in missing]
-                )
+                await admin.create_topics([_new_topic(t, s) for t in missing])
             except TopicAlreadyExistsError:
                 pass
         return missing

@@ -3,23 +3,58 @@
 The relay claims unpublished rows with ``FOR UPDATE SKIP LOCKED`` (so several relays may run),
 publishes each and marks it published in the same transaction. A crash between publish and commit
 re-publishes the row; consumers de-duplicate by event id (inbox), so delivery is effectively-once.
+
+A row that cannot be published is isolated: its ``attempts`` and ``last_error`` are written, it
+waits until ``next_attempt_at`` (a delay doubling up to a cap) and after ``relay_max_attempts`` it is
+parked (``parked_at``, an ERROR log) for an operator. It never stops other rows or other outboxes.
+Per-key order is kept: each pass publishes only the oldest unpublished row of each message key, so
+the rows behind a failing one wait for it. A parked row no longer holds its key back.
+
+When the broker itself is unreachable no row is charged an attempt: the whole relay backs off.
+Published outbox rows and processed inbox rows are pruned after ``outbox_retention_days``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Table, select, update
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
+from pydantic import ValidationError
+from sqlalchemy import Table, and_, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import unit_of_work
 from shared.events import Envelope, topic_for
+from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+# failures that belong to the row itself, whatever the state of the broker
+_ROW_ERRORS = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+    ValidationError,
+    ValueError,
+    TypeError,
+)
+
+
+class BrokerUnavailable(Exception):
+    """No row could be published and the broker does not answer: back off, charge no row."""
 
 
 async def add_to_outbox(session: AsyncSession, outbox: Table, envelope: Envelope) -> bool:
@@ -40,38 +75,180 @@ async def add_to_outbox(session: AsyncSession, outbox: Table, envelope: Envelope
     return bool(getattr(result, "rowcount", 0))
 
 
-async def relay_once(engine: AsyncEngine, outbox: Table, producer: AIOKafkaProducer, batch: int) -> int:
-    """Publish up to ``batch`` unpublished rows of one outbox; return how many were published."""
+def retry_delay(attempts: int, base: float, cap: float) -> float:
+    return float(min(cap, base * 2 ** min(attempts - 1, 30)))
+
+
+async def _broker_answers(producer: AIOKafkaProducer, within: float) -> bool:
+    try:
+        await asyncio.wait_for(producer.client.fetch_all_metadata(), within)
+        return True
+    except Exception:
+        return False
+
+
+def _eligible(outbox: Table, now: datetime, batch: int) -> Any:
+    """The head row of each key (no older unpublished, unparked row with that key) that is due."""
+    earlier = outbox.alias("earlier")
+    return (
+        select(
+            outbox.c.id,
+            outbox.c.topic,
+            outbox.c.message_key,
+            outbox.c.envelope,
+            outbox.c.attempts,
+        )
+        .where(
+            outbox.c.published_at.is_(None),
+            outbox.c.parked_at.is_(None),
+            (outbox.c.next_attempt_at.is_(None)) | (outbox.c.next_attempt_at <= now),
+            ~exists().where(
+                and_(
+                    earlier.c.message_key == outbox.c.message_key,
+                    earlier.c.id < outbox.c.id,
+                    earlier.c.published_at.is_(None),
+                    earlier.c.parked_at.is_(None),
+                )
+            ),
+        )
+        .order_by(outbox.c.id)
+        .limit(batch)
+        .with_for_update(of=outbox, skip_locked=True)
+    )
+
+
+async def relay_once(
+    engine: AsyncEngine,
+    outbox: Table,
+    producer: AIOKafkaProducer,
+    batch: int,
+    settings: Settings | None = None,
+) -> int:
+    """Publish up to ``batch`` due rows of one outbox; return how many were published.
+
+    A row that fails is charged an attempt (see the module doc); when every row failed and the broker
+    does not answer, :class:`BrokerUnavailable` is raised and no row is charged."""
+    s = settings or get_settings()
+    now = datetime.now(UTC)
     async with unit_of_work(engine) as session:
-        rows = (
-            await session.execute(
-                select(outbox.c.id, outbox.c.topic, outbox.c.message_key, outbox.c.envelope)
-                .where(outbox.c.published_at.is_(None))
-                .order_by(outbox.c.id)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        rows = (await session.execute(_eligible(outbox, now, batch))).all()
         if not rows:
             return 0
-        futures = []
+        sent: list[tuple[Any, asyncio.Future[Any]]] = []
+        failed: list[tuple[Any, BaseException]] = []
         for row in rows:
-            value = Envelope.model_validate(row.envelope).to_bytes()
-            futures.append(await producer.send(row.topic, value=value, key=row.message_key.encode()))
-        await asyncio.gather(*futures)
-        await session.execute(
-            update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(published_at=datetime.now(UTC))
-        )
-        return len(rows)
+            try:
+                value = Envelope.model_validate(row.envelope).to_bytes()
+                future = await asyncio.wait_for(
+                    producer.send(row.topic, value=value, key=row.message_key.encode()),
+                    s.relay_send_timeout_seconds,
+                )
+                sent.append((row, future))
+            except TimeoutError:
+                why = f"no answer in {s.relay_send_timeout_seconds:g}s (a missing topic? the broker?)"
+                failed.append((row, TimeoutError(why)))
+            except Exception as exc:
+                failed.append((row, exc))
+        published: list[int] = []
+        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        for (row, _), result in zip(sent, results, strict=True):
+            if isinstance(result, BaseException):
+                failed.append((row, result))
+            else:
+                published.append(row.id)
+        if failed and not published:
+            row_specific = [f for f in failed if isinstance(f[1], _ROW_ERRORS)]
+            if not row_specific and not await _broker_answers(producer, s.relay_send_timeout_seconds):
+                raise BrokerUnavailable(f"{type(failed[0][1]).__name__}: {failed[0][1]}")
+        if published:
+            await session.execute(
+                update(outbox).where(outbox.c.id.in_(published)).values(published_at=datetime.now(UTC))
+            )
+        failed_at = datetime.now(UTC)
+        for row, problem in failed:
+            attempts = row.attempts + 1
+            error = f"{type(problem).__name__}: {problem}".replace("\x00", "\\0")[:2000]
+            park = attempts >= s.relay_max_attempts
+            delay = retry_delay(attempts, s.relay_retry_base_seconds, s.relay_retry_cap_seconds)
+            await session.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(
+                    attempts=attempts,
+                    last_error=error,
+                    next_attempt_at=failed_at + timedelta(seconds=delay),
+                    parked_at=failed_at if park else None,
+                )
+            )
+            if park:
+                log.error(
+                    "outbox %s row %d (topic %s, key %s) parked after %d attempts: %s",
+                    outbox.fullname,
+                    row.id,
+                    row.topic,
+                    row.message_key,
+                    attempts,
+                    error,
+                )
+            else:
+                log.warning(
+                    "outbox %s row %d attempt %d failed, next in %.0fs: %s",
+                    outbox.fullname,
+                    row.id,
+                    attempts,
+                    delay,
+                    error,
+                )
+        return len(published)
 
 
 async def republish(engine: AsyncEngine, outbox: Table, since: datetime) -> int:
     """Mark rows created since ``since`` unpublished again (after a broker lost its data)."""
     async with unit_of_work(engine) as session:
         result = await session.execute(
-            update(outbox).where(outbox.c.created_at >= since).values(published_at=None)
+            update(outbox)
+            .where(outbox.c.created_at >= since)
+            .values(published_at=None, next_attempt_at=None, parked_at=None)
         )
         return int(getattr(result, "rowcount", 0))
+
+
+async def unpark(engine: AsyncEngine, outbox: Table) -> int:
+    """Give every parked row of ``outbox`` a fresh set of attempts."""
+    async with unit_of_work(engine) as session:
+        result = await session.execute(
+            update(outbox)
+            .where(outbox.c.parked_at.is_not(None), outbox.c.published_at.is_(None))
+            .values(parked_at=None, next_attempt_at=None, attempts=0)
+        )
+        return int(getattr(result, "rowcount", 0))
+
+
+async def prune(engine: AsyncEngine, tables: list[Table], older_than: timedelta) -> int:
+    """Delete published outbox rows and processed inbox rows older than ``older_than``."""
+    cutoff = datetime.now(UTC) - older_than
+    total = 0
+    async with unit_of_work(engine) as session:
+        for table in tables:
+            if "published_at" in table.c:
+                stmt = delete(table).where(table.c.published_at.is_not(None), table.c.published_at < cutoff)
+            elif "processed_at" in table.c:
+                stmt = delete(table).where(table.c.processed_at < cutoff)
+            else:
+                raise ValueError(f"{table.fullname} is neither an outbox nor an inbox")
+            result = await session.execute(stmt)
+            total += int(getattr(result, "rowcount", 0))
+    return total
+
+
+def _inboxes(outboxes: list[Table]) -> list[Table]:
+    """The inbox tables in the outboxes' schemas (the same metadata holds both)."""
+    found = []
+    for outbox in outboxes:
+        inbox = outbox.metadata.tables.get(f"{outbox.schema}.inbox")
+        if inbox is not None:
+            found.append(inbox)
+    return found
 
 
 async def run_relay(
@@ -82,21 +259,45 @@ async def run_relay(
     poll_seconds: float,
     batch: int,
     stop: asyncio.Event,
+    settings: Settings | None = None,
 ) -> None:
-    """Drain every outbox until ``stop`` is set; failures are logged and retried with backoff."""
+    """Drain every outbox until ``stop`` is set; prune old rows now and then.
+
+    Each outbox is drained on its own: an error in one is logged and the others go on."""
+    s = settings or get_settings()
+    loop = asyncio.get_running_loop()
+    next_prune = loop.time()
     backoff = poll_seconds
     while not stop.is_set():
-        try:
-            published = 0
-            for outbox in outboxes:
-                published += await relay_once(engine, outbox, producer, batch)
+        published = 0
+        broker_down = False
+        for outbox in outboxes:
+            try:
+                published += await relay_once(engine, outbox, producer, batch, s)
+            except BrokerUnavailable as exc:
+                log.warning("relay: the broker does not answer, retrying in %.1fs: %s", backoff, exc)
+                broker_down = True
+                break
+            except Exception as exc:
+                log.warning("relay error on %s: %s", outbox.fullname, exc)
+                broker_down = True  # e.g. the database: back off, but try every outbox
+        if loop.time() >= next_prune:
+            next_prune = loop.time() + s.relay_prune_interval_seconds
+            try:
+                pruned = await prune(
+                    engine, [*outboxes, *_inboxes(outboxes)], timedelta(days=s.outbox_retention_days)
+                )
+                if pruned:
+                    log.info("relay pruned %d published outbox / processed inbox row(s)", pruned)
+            except Exception as exc:
+                log.warning("relay: pruning failed: %s", exc)
+        if broker_down:
+            backoff = min(backoff * 2, 10.0)
+        else:
             backoff = poll_seconds
             if published:
                 log.info("relay published %d event(s)", published)
                 continue
-        except Exception as exc:
-            log.warning("relay error, retrying in %.1fs: %s", backoff, exc)
-            backoff = min(backoff * 2, 10.0)
         try:
             await asyncio.wait_for(stop.wait(), timeout=backoff)
         except TimeoutError:
