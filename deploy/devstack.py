@@ -5,13 +5,21 @@ broker, a local SMTP server and Slack webhook receiver, migrates, creates the to
 tenant, then starts the four services and the outbox relay as separate processes with prefixed logs.
 ``DATABASE_URL``, ``TEMPORAL_ADDRESS`` and ``KAFKA_BOOTSTRAP_SERVERS`` switch a piece to an external
 server, which is then neither started nor stopped.
+
+Every child is recorded in ``<root>/pids.json`` with its start time, and dies with the runner where
+the OS allows (Linux: a parent-death signal). A runner that was killed anyway (SIGKILL, a crash)
+leaves that file behind, and the next start stops the processes it lists (only those whose start
+time still matches, so a reused PID is never signalled) before taking the ports again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -23,14 +31,23 @@ from deploy.migrate import upgrade
 from deploy.servers import (
     EmbeddedPostgres,
     broker_argv,
+    process_start,
     spawn,
-    stop_process,
+    stop_pids,
+    stop_processes,
     temporal_argv,
     wait_for_port,
 )
 from deploy.sinks import MailSink, SlackSink
 
 SERVICES = ("intake", "negotiation", "dispute", "notifier")
+# Ctrl-C / SIGTERM: the services get this long to finish, then the servers get the rest of STOP_SECONDS
+SERVICE_STOP_SECONDS = 5.0
+STOP_SECONDS = 9.0
+
+
+class StackBusy(RuntimeError):
+    """Another live runner owns this stack directory."""
 
 
 @dataclass
@@ -72,6 +89,7 @@ class Stack:
         self.temporal_address = self.external.get("TEMPORAL_ADDRESS", "")
         self.kafka = self.external.get("KAFKA_BOOTSTRAP_SERVERS", "")
         self._log = open(os.devnull, "w") if self.quiet else sys.stdout
+        self.pids_file = self.root / "pids.json"
 
     # -- environment shared by every child ---------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -92,11 +110,74 @@ class Stack:
         return env
 
     # -- servers -----------------------------------------------------------------------------
+    # -- the PID file: what a killed runner left running --------------------------------------
+    def _children(self) -> dict[str, tuple[subprocess.Popen[bytes], int]]:
+        found: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        if self.pg is not None and self.pg.proc is not None:
+            found["postgres"] = (self.pg.proc, EmbeddedPostgres.STOP_SIGNAL)
+        for name, proc in (*self.servers.items(), *self.processes.items()):
+            found[name] = (proc, signal.SIGTERM)
+        return found
+
+    def record_pids(self) -> None:
+        """Write every running child (PID, start time, stop signal) to ``pids.json``."""
+        children = {
+            name: {"pid": proc.pid, "start": start, "signal": int(sig)}
+            for name, (proc, sig) in self._children().items()
+            if (start := process_start(proc.pid)) is not None
+        }
+        if not children and not self.pids_file.exists():
+            return
+        owner = {"pid": os.getpid(), "start": process_start(os.getpid())}
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.pids_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"owner": owner, "processes": children}, indent=2))
+        tmp.replace(self.pids_file)
+
+    def stop_leftovers(self) -> list[str]:
+        """Stop what a killed runner left running from this directory; return their names.
+
+        Refuses (:class:`StackBusy`) when the runner that wrote the file is still alive.
+        """
+        try:
+            recorded = json.loads(self.pids_file.read_text())
+        except FileNotFoundError:
+            return []
+        except ValueError:
+            self.pids_file.unlink(missing_ok=True)
+            return []
+        owner = recorded.get("owner") or {}
+        owner_pid = int(owner.get("pid", 0))
+        if owner_pid and owner_pid != os.getpid() and process_start(owner_pid) == owner.get("start"):
+            raise StackBusy(
+                f"another idrflow stack (PID {owner_pid}) is running from {self.root}; stop it first"
+            )
+        entries = {
+            name: (int(e["pid"]), str(e["start"]), int(e.get("signal", signal.SIGTERM)))
+            for name, e in (recorded.get("processes") or {}).items()
+        }
+        mine = {proc.pid for proc, _ in self._children().values()}
+        entries = {name: e for name, e in entries.items() if e[0] not in mine}
+        stopped = stop_pids(list(entries.values()), timeout=STOP_SECONDS)
+        names = [name for name, e in entries.items() if e[0] in stopped]
+        if names:
+            print(f"stopped what a previous run left running: {', '.join(names)}", file=self._log)
+        self.pids_file.unlink(missing_ok=True)
+        return names
+
     def start_servers(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.stop_leftovers()
+        try:
+            self._start_servers()
+        finally:
+            self.record_pids()
+
+    def _start_servers(self) -> None:
         if not self.database_url:
             self.pg = EmbeddedPostgres(self.root / "pg", self.ports.postgres)
             self.database_url = self.pg.start()
+            self.record_pids()
         if not self.temporal_address:
             argv = temporal_argv(
                 self.root / "temporal.db",
@@ -109,6 +190,7 @@ class Stack:
         if not self.kafka:
             self.servers["broker"] = spawn("broker", broker_argv(self.ports.kafka), log=self._log)
             self.kafka = f"127.0.0.1:{self.ports.kafka}"
+        self.record_pids()
         if "temporal" in self.servers:
             wait_for_port(self.ports.temporal, 90, self.servers["temporal"], "Temporal")
         if "broker" in self.servers:
@@ -161,6 +243,7 @@ class Stack:
             argv = [sys.executable, "-m", "services.cli", "serve", name, "--port", str(self.ports.of(name))]
         proc = spawn(name, argv, env=self.env(), log=self._log)
         self.processes[name] = proc
+        self.record_pids()
         return proc
 
     def wait_healthy(self, names: tuple[str, ...] = SERVICES, timeout: float = 120) -> None:
@@ -192,31 +275,71 @@ class Stack:
         return key
 
     def stop_service(self, name: str, kill: bool = False) -> None:
-        import signal
-
         proc = self.processes.pop(name, None)
         if proc is not None:
-            stop_process(proc, sig=signal.SIGKILL if kill else signal.SIGTERM)
+            stop_processes([(proc, signal.SIGKILL if kill else signal.SIGTERM)], timeout=SERVICE_STOP_SECONDS)
+            self.record_pids()
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
-            self.stop_service(name)
-        for proc in reversed(list(self.servers.values())):
-            stop_process(proc)
+        """Stop everything within :data:`STOP_SECONDS`: the services (and relay) together first, so
+        they can finish against live servers, then the servers together; SIGKILL what lingers."""
+        began = time.monotonic()
+        names = {proc.pid: name for name, (proc, _) in self._children().items()}
+        services = [(proc, signal.SIGTERM) for proc in self.processes.values()]
+        killed = stop_processes(services, timeout=SERVICE_STOP_SECONDS, kill_wait=1)
+        self.processes.clear()
+        servers = [(proc, signal.SIGTERM) for proc in self.servers.values()]
+        if self.pg is not None and self.pg.proc is not None:
+            servers.append((self.pg.proc, EmbeddedPostgres.STOP_SIGNAL))
+        left = max(1.0, STOP_SECONDS - (time.monotonic() - began) - 1)
+        killed += stop_processes(servers, timeout=left, kill_wait=1)
         self.servers.clear()
+        if killed:
+            print(f"killed (did not stop in time): {', '.join(names[p.pid] for p in killed)}", file=self._log)
+        if self.pg:
+            self.pg.stop()  # already stopped: closes its log
         if self.slack:
             self.slack.stop()
         if self.mail:
             self.mail.stop()
-        if self.pg:
-            self.pg.stop()
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            if json.loads(self.pids_file.read_text()).get("owner", {}).get("pid") == os.getpid():
+                self.pids_file.unlink()
+
+
+class _Stop(Exception):
+    """Raised in the main thread by Ctrl-C or SIGTERM, also while the stack is still starting."""
+
+
+def _env_port(name: str, default: int) -> int:
+    """The local servers' ports: ``IDRFLOW_DEVSTACK_POSTGRES_PORT``, ``..._TEMPORAL_PORT``,
+    ``..._KAFKA_PORT`` (so a second stack, e.g. a test's, can run beside the default one)."""
+    raw = os.environ.get(f"IDRFLOW_DEVSTACK_{name.upper()}_PORT", "").strip()
+    return int(raw) if raw else default
+
+
+def dev_ports() -> Ports:
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    defaults = Ports()
+    return Ports(
+        postgres=_env_port("postgres", defaults.postgres),
+        temporal=_env_port("temporal", defaults.temporal),
+        kafka=_env_port("kafka", defaults.kafka),
+        intake=settings.intake_port,
+        negotiation=settings.negotiation_port,
+        dispute=settings.dispute_port,
+        notifier=settings.notifier_port,
+        temporal_ui=settings.temporal_ui_port or None,
+        smtp=settings.smtp_port,
+        slack=settings.slack_sink_port,
+    )
 
 
 def run_dev() -> None:
-    """``make run``: start everything, print where things are, stop all on Ctrl-C or SIGTERM."""
-    import signal
-    import threading
-
+    """``make run``: start everything, print where things are, stop all on Ctrl-C or SIGTERM
+    (within :data:`STOP_SECONDS`, also when the signal arrives while the stack is starting)."""
     from rich.console import Console
     from rich.panel import Panel
 
@@ -228,27 +351,29 @@ def run_dev() -> None:
         for k in ("DATABASE_URL", "TEMPORAL_ADDRESS", "KAFKA_BOOTSTRAP_SERVERS")
         if os.environ.get(k)
     }
-    ports = Ports(
-        intake=settings.intake_port,
-        negotiation=settings.negotiation_port,
-        dispute=settings.dispute_port,
-        notifier=settings.notifier_port,
-        temporal_ui=settings.temporal_ui_port,
-        smtp=settings.smtp_port,
-        slack=settings.slack_sink_port,
-    )
+    ports = dev_ports()
     stack = Stack(settings.devstack_dir, ports=ports, external=external)
     console = Console()
-    stopping = threading.Event()
+    stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
-        stopping.set()
+        nonlocal stopping
+        if not stopping:  # a second Ctrl-C while stopping does not abort the stop
+            stopping = True
+            raise _Stop(signal.Signals(signum).name)
 
+    try:
+        stack.stop_leftovers()
+    except StackBusy as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise SystemExit(1) from None
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
         api_key = stack.start_all()
         ui = f"http://127.0.0.1:{ports.temporal_ui}" if "temporal" in stack.servers else "(external Temporal)"
+        if not ports.temporal_ui:
+            ui = "(headless)"
         console.print(
             Panel.fit(
                 "\n".join(
@@ -271,12 +396,17 @@ def run_dev() -> None:
                 title="idrflow is up",
             )
         )
-        while not stopping.is_set():
+        while True:
             for name, proc in list(stack.processes.items()):
                 if proc.poll() is not None:
                     console.print(f"[red]{name} exited with code {proc.returncode}; restarting[/red]")
                     stack.start_service(name)
-            stopping.wait(1)
+            time.sleep(1)
+    except _Stop:
+        pass
     finally:
+        stopping = True
         console.print("stopping idrflow ...")
+        began = time.monotonic()
         stack.stop()
+        console.print(f"stopped in {time.monotonic() - began:.1f}s")
