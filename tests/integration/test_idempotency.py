@@ -85,7 +85,13 @@ async def post(
     claim_id: str = "C-1",
     tenant: str = "demo",
 ) -> httpx.Response:
-    headers = {"X-Tenant": tenant, **({"Idempotency-Key": k} if k else {})}
+    # a key is required before the body is read (the request guard); the stand-in app takes the tenant
+    # from X-Tenant
+    headers = {
+        "Authorization": "Bearer stand-in",
+        "X-Tenant": tenant,
+        **({"Idempotency-Key": k} if k else {}),
+    }
     return await client.post(f"/v1/claims/{claim_id}/actions/payment-received", json=body, headers=headers)
 
 
