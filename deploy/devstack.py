@@ -251,11 +251,22 @@ class Stack:
 
         deadline = time.monotonic() + timeout
         pending = list(names)
+        restarted: set[str] = set()
         while pending:
             name = pending[0]
             proc = self.processes[name]
             if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {proc.returncode}")
+                if name in restarted:
+                    raise RuntimeError(f"{name} exited with code {proc.returncode}")
+                # once: a service can lose a race at start (a port still closing, a broker not ready)
+                print(
+                    f"{name} exited with code {proc.returncode} while starting; starting it again",
+                    file=self._log,
+                )
+                restarted.add(name)
+                time.sleep(1)
+                self.start_service(name)
+                continue
             try:
                 if httpx.get(f"http://127.0.0.1:{self.ports.of(name)}/healthz", timeout=5).status_code == 200:
                     pending.pop(0)
