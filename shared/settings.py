@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,7 +71,9 @@ class Settings(BaseSettings):
     business_timezone: str = "America/New_York"
 
     # consumers and relay
-    consumer_max_attempts: int = 5  # for errors neither transient nor permanent, then the DLQ
+    consumer_max_attempts: int = Field(
+        default=5, ge=1
+    )  # errors neither transient nor permanent, then the DLQ
     # transient failures (database, Temporal, network) are retried for as long as it takes, with
     # a delay doubling from base to cap; the offset does not move meanwhile
     consumer_retry_base_seconds: float = Field(default=0.5, gt=0)
@@ -109,6 +111,36 @@ class Settings(BaseSettings):
         if any(v < 0 for v in value):
             raise ValueError("reminder offsets are business days before the deadline and cannot be negative")
         return sorted(set(value), reverse=True)
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"business_timezone: {value!r} is not a time zone (e.g. America/New_York)"
+            ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _safe(self) -> Settings:
+        """Refused at start rather than discovered later: credentials sent in clear, placeholder
+        secrets on a server that is not this machine."""
+        local = self.smtp_host in ("127.0.0.1", "localhost", "::1")
+        if (self.smtp_username or self.smtp_password) and not self.smtp_start_tls and not local:
+            raise ValueError("smtp_start_tls: SMTP credentials are set for a remote server without STARTTLS")
+        for name in ("smtp_password",):
+            value = getattr(self, name)
+            if (
+                value
+                and not local
+                and value.lower() in {"changeme", "change-me", "password", "secret", "xxx"}
+            ):
+                raise ValueError(f"{name}: a placeholder value; set the real secret")
+        return self
 
     @property
     def sync_database_url(self) -> str:

@@ -45,3 +45,24 @@ def test_temporal_retention_is_at_least_one_day(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("IDRFLOW_TEMPORAL_RETENTION_DAYS", "0")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_settings_refuse_what_would_fail_later() -> None:
+    """issue 10 item 5: a bad time zone, credentials in clear to a remote server and placeholder
+    secrets are refused at start."""
+    import pytest
+    from pydantic import ValidationError
+
+    from shared.settings import Settings
+
+    with pytest.raises(ValidationError, match="not a time zone"):
+        Settings(business_timezone="America/Nowhere")
+    with pytest.raises(ValidationError, match="without STARTTLS"):
+        Settings(smtp_host="smtp.example.com", smtp_username="u", smtp_password="p")
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(
+            smtp_host="smtp.example.com", smtp_username="u", smtp_password="changeme", smtp_start_tls=True
+        )
+    assert Settings(smtp_host="smtp.example.com", smtp_username="u", smtp_password="s3", smtp_start_tls=True)
+    with pytest.raises(ValidationError):
+        Settings(consumer_max_attempts=0)
