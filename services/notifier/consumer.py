@@ -3,6 +3,10 @@ each open negotiation notice on ``idr.notices.v1`` is emailed to its recipient o
 
 Each delivery is recorded in its own transaction right after the channel accepts it, so when one
 channel fails and the event is retried, the channels that already succeeded are not sent again.
+An alert's delivery is recorded as ``sending`` before the channel is called: a row still ``sending``
+when the alert is handled again means the process stopped after calling the channel and before
+recording its answer. Such a delivery is not sent again (a second Slack post or email is worse than
+a missing record); it is marked ``unconfirmed`` and reported, for a person to check.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import base64
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -67,6 +71,46 @@ class _DeliveryLog:
             await session.execute(stmt)
 
 
+async def claim_delivery(engine: AsyncEngine, env: Envelope, channel: str, target: str) -> str:
+    """Record that ``channel`` is about to be called for this alert; ``send`` when it may be, else
+    the status that forbids it (``sent``, or ``unconfirmed`` for one interrupted mid-send)."""
+    now = datetime.now(UTC)
+    stmt = insert(deliveries).values(
+        event_id=env.event_id,
+        tenant_id=env.tenant_id,
+        claim_id=env.claim_id,
+        event_type=env.event_type,
+        channel=channel,
+        target=target,
+        status="sending",
+        updated_at=now,
+    )
+    claim = stmt.on_conflict_do_update(
+        constraint="uq_deliveries_event_channel_target",
+        set_={"status": "sending", "updated_at": now, "attempts": deliveries.c.attempts + 1},
+        where=deliveries.c.status == "failed",
+    ).returning(deliveries.c.id)
+    mine = deliveries.c.event_id == env.event_id
+    where = (mine, deliveries.c.channel == channel, deliveries.c.target == target)
+    async with unit_of_work(engine) as session:
+        if (await session.execute(claim)).first() is not None:
+            return "send"
+        status = (await session.execute(select(deliveries.c.status).where(*where))).scalar_one()
+        if status == "sending":
+            await session.execute(
+                update(deliveries)
+                .where(*where)
+                .values(
+                    status="unconfirmed",
+                    updated_at=now,
+                    detail="the notifier stopped after calling the channel and before recording its answer; "
+                    "not sent again: check the channel",
+                )
+            )
+            status = "unconfirmed"
+    return str(status)
+
+
 class AlertHandler:
     def __init__(self, engine: AsyncEngine, settings: Settings, channels: dict[str, Channel]) -> None:
         self.engine = engine
@@ -106,6 +150,16 @@ class AlertHandler:
             channel = self.channels.get(channel_name)
             if channel is None:
                 log.error("unknown channel %s for tenant %s", channel_name, env.tenant_id)
+                continue
+            claimed = await claim_delivery(self.engine, env, channel_name, target)
+            if claimed != "send":
+                if claimed == "unconfirmed":
+                    log.error(
+                        "alert %s for claim %s by %s was interrupted mid-send: not sent again (unconfirmed)",
+                        env.event_id,
+                        env.claim_id,
+                        channel_name,
+                    )
                 continue
             try:
                 provider_id = await channel.send(target, message)

@@ -14,7 +14,7 @@ class Delivery(BaseModel):
     claim_id: str
     event_type: str
     channel: str
-    status: Literal["sent", "failed"]
+    status: Literal["sent", "failed", "sending", "unconfirmed"]
     attempts: int
     provider_message_id: str | None
     detail: str | None
