@@ -11,11 +11,12 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from services.dispute.checks import ClaimChecks
+    from services.dispute.clock import ACTIVITY_TIMEOUT, RETRY
+    from services.dispute.recording import mark_recorded, record_request
     from services.dispute.schemas import (
         ActionRecord,
         ClaimState,
         ClaimStatus,
-        DeadlineView,
         EmitRequest,
         Transition,
     )
@@ -26,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
         deterministic_event_id,
     )
     from shared.lifecycle import Action, Stage
-    from shared.temporal import IDR_PAYER, IDR_SERVICE_CODE, claim_workflow_id
+    from shared.temporal import IDR_NEXT_DEADLINE, IDR_PAYER, IDR_SERVICE_CODE, IDR_STAGE
 
 APPLIED_UPDATES_KEPT = 500
 # the facts of a claim event whose change a person wants to see in the record
@@ -54,15 +55,6 @@ class ClaimChanges(ClaimChecks):
     _checkpoint: ClaimState | None
     _trying: ClaimAdjudicated | None
     _rejections: list[tuple[int, int, str]]
-
-    def status(self) -> ClaimStatus:  # the workflow's query
-        raise NotImplementedError
-
-    def _active_deadline(self) -> DeadlineView | None:  # the stage machine's
-        raise NotImplementedError
-
-    def _wid(self) -> str:
-        return claim_workflow_id(self.s.tenant_id, self.s.claim_id)
 
     def _bump(self) -> None:
         self.version += 1
@@ -116,7 +108,7 @@ class ClaimChanges(ClaimChecks):
         reason = self._rejected(version)
         if reason is not None:
             raise ApplicationError(reason, type="ActionRejected", non_retryable=True)
-        return self.status()
+        return self._status()
 
     def _refuse(self, reason: str, version: int) -> None:
         """Undo every change since the last plan and record why; the claim goes on as before.
@@ -281,6 +273,26 @@ class ClaimChanges(ClaimChecks):
             payload, deterministic_event_id(self._wid(), "stage", str(len(self.s.transitions)), stage)
         )
         self._bump()
+
+    async def _flush(self) -> None:
+        """Write the claim record with the events that announce it (one transaction), then refresh
+        what an operator sees in the Temporal UI. Changes not planned yet wait for the next plan."""
+        s = self.s
+        if self._checkpoint is not None:
+            return
+        req = record_request(s, workflow.now(), self._active_deadline(), final=s.final)
+        await workflow.execute_activity(
+            "record_claim", req, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY, result_type=int
+        )
+        mark_recorded(s, req)
+        active = self._active_deadline()
+        workflow.upsert_search_attributes(
+            [
+                IDR_STAGE.value_set(s.stage),
+                IDR_NEXT_DEADLINE.value_set(active.due_at) if active else IDR_NEXT_DEADLINE.value_unset(),
+            ]
+        )
+        self._details()
 
 
 def _plain(value: Any) -> Any:

@@ -10,6 +10,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from services.dispute.checks import ClaimChecks
     from services.dispute.schemas import (
         AlertRequest,
         ClaimState,
@@ -20,29 +21,18 @@ with workflow.unsafe.imports_passed_through():
     )
     from shared.events import deterministic_event_id
     from shared.rules.calendar import new_york_date
-    from shared.temporal import claim_workflow_id
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
-def deadline_key(d: DeadlineView) -> str:
-    return f"{d.name}@{d.due_on.isoformat()}"
-
-
-class ClaimClock:
+class ClaimClock(ClaimChecks):
     """Mixed into the claim workflow: timers wake early when ``self.version`` changes."""
 
     s: ClaimState
     version: int
     escalation_days: int
     _reminders: list[ReminderPlan]
-
-    def _details(self) -> None:  # provided by the workflow
-        raise NotImplementedError
-
-    def _wid(self) -> str:
-        return claim_workflow_id(self.s.tenant_id, self.s.claim_id)
 
     async def _alert(
         self, deadline: DeadlineView, reminder: ReminderPlan | None, overdue: PaymentPosition | None = None

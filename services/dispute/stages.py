@@ -13,10 +13,10 @@ from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from services.dispute.changes import ClaimChanges
-    from services.dispute.clock import ClaimClock, deadline_key
+    from services.dispute.checks import deadline_key
+    from services.dispute.clock import ClaimClock
     from services.dispute.schemas import DeadlineView, Forfeit, ReminderPlan
     from shared.lifecycle import Action, NegotiationInput, NegotiationOutcome, Settlement, Stage
-    from shared.rules.cooling_off import initiation_window
     from shared.temporal import negotiation_workflow_id
 
 
@@ -26,77 +26,6 @@ class ClaimStages(ClaimChanges, ClaimClock):
     history_limit: int
     _child: workflow.ChildWorkflowHandle[Any, NegotiationOutcome] | None
     _child_end: datetime | None  # the period end the child was last given
-
-    async def _flush(self) -> None:  # the workflow writes the record
-        raise NotImplementedError
-
-    def _active_name(self) -> str | None:
-        s = self.s
-        match s.stage:
-            case Stage.AWAITING_INITIAL_PAYMENT:
-                return "initial_payment_deadline"
-            case Stage.OPEN_NEGOTIATION_WINDOW:
-                return "open_negotiation_initiation_deadline"
-            case Stage.OPEN_NEGOTIATION:
-                return "open_negotiation_period_end"
-            case Stage.COOLING_OFF:
-                return "held_by_cooling_off_until"
-            case Stage.IDR_INITIATION_WINDOW:
-                if self._post_cooling_off():
-                    return "post_cooling_off_initiation_deadline"
-                return "idr_initiation_deadline"
-            case Stage.IDR_INITIATED:
-                return "idre_joint_selection_deadline"
-            case Stage.IDRE_SELECTION:
-                return "departments_idre_selection_deadline"
-            case Stage.ELIGIBILITY_REVIEW:
-                if "eligibility_determination_deadline" in s.deadlines:
-                    return "eligibility_determination_deadline"
-                if s.stage_before_review == Stage.OFFERS_AND_FEES:
-                    return "offer_and_fee_deadline"  # losing by default still threatens
-                return None
-            case Stage.OFFERS_AND_FEES:
-                return "offer_and_fee_deadline"
-            case Stage.AWAITING_DETERMINATION:
-                return "determination_deadline"
-            case Stage.PAYMENT_DUE:
-                return "payment_deadline"
-            case Stage.REFUND_DUE:
-                return "provider_refund_deadline"
-            case Stage.RESUBMISSION_WINDOW:
-                return "improper_batch_resubmission_deadline"
-            case Stage.PAID:
-                share = s.fee_refund_share or ("full" if s.provider_prevailed else None)
-                tracking = share is not None and s.fees_paid and not s.fee_refund_received
-                return "idre_fee_refund_deadline" if tracking else None
-        return None
-
-    def _active_deadline(self) -> DeadlineView | None:
-        name = self._active_name()
-        return self.s.deadlines.get(name) if name else None
-
-    def _details(self) -> None:
-        s = self.s
-        lines = [f"**Stage:** {s.stage}"]
-        if s.facts:
-            lines.append(f"**Payer:** {s.facts.payer_name} ({s.facts.plan_type})")
-        active = self._active_deadline()
-        if active:
-            lines.append(
-                f"**Next deadline:** {active.name} {active.due_on.isoformat()}: {active.explanation}"
-            )
-        if s.forfeit and not s.final:
-            lines.append(f"**Forfeited:** {s.forfeit.deadline} {s.forfeit.due_on}; revivable for a while")
-        if s.dispute_number:
-            lines.append(
-                f"**Dispute:** {s.dispute_number}" + (f", entity {s.idr_entity}" if s.idr_entity else "")
-            )
-        if s.amount_owed is not None:
-            lines.append(f"**Owed:** ${s.amount_owed:,.2f}; received ${s.amount_received:,.2f}")
-        if s.transitions:
-            last = s.transitions[-1]
-            lines.append(f"**Last change:** {last.at:%Y-%m-%d} by {last.by}: {last.reason}")
-        workflow.set_current_details("\n\n".join(lines))
 
     async def _deadline_passed(self, d: DeadlineView) -> None:
         """The consequence of a governing deadline's cut-off passing in the current stage."""
@@ -197,24 +126,6 @@ class ClaimStages(ClaimChanges, ClaimClock):
         else:
             s.passed.append(deadline_key(s.deadlines["open_negotiation_period_end"]))
             self._set_stage(Stage.IDR_INITIATION_WINDOW, "the 30-business-day open negotiation period ended")
-
-    def _post_cooling_off(self) -> bool:
-        """The 30 business days after a cooling-off replace business days 31-34 only when open
-        negotiation ended inside the cooling-off and the prior dispute was ours (audit rows 3, 10)."""
-        s = self.s
-        end, held = (
-            s.deadlines.get("open_negotiation_period_end"),
-            s.deadlines.get("held_by_cooling_off_until"),
-        )
-        if end is None or held is None:
-            return False
-        window = initiation_window(
-            end.due_on,
-            s.dates.get("prior_determination_on"),
-            held.due_on,
-            prior_initiated_by_us=s.prior_initiated_by != "plan",
-        )
-        return window == "post_cooling_off"
 
     def _settle_amounts(self, awards: dict[int, Decimal], outcome: str, by: Action) -> None:
         """Per line: the plan owes the out-of-network rate minus the patient's cost sharing minus

@@ -22,8 +22,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from services.dispute.batch_workflow import IdrBatchWorkflow
-    from services.dispute.clock import ACTIVITY_TIMEOUT, RETRY, deadline_key
-    from services.dispute.recording import mark_recorded, record_request
+    from services.dispute.clock import ACTIVITY_TIMEOUT, RETRY
     from services.dispute.schemas import (
         ClaimEventSignal,
         ClaimLifecycleInput,
@@ -36,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
     from services.dispute.stages import ClaimStages
     from shared.events import ClaimAdjudicated
     from shared.lifecycle import (
-        TERMINAL,
         Closing,
         CoolingOffApplies,
         Determination,
@@ -61,10 +59,8 @@ with workflow.unsafe.imports_passed_through():
     from shared.rules.cooling_off import barred_on
     from shared.temporal import (
         IDR_CLAIM_ID,
-        IDR_NEXT_DEADLINE,
         IDR_PAYER,
         IDR_SERVICE_CODE,
-        IDR_STAGE,
         IDR_TENANT,
     )
 
@@ -139,35 +135,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
 
     @workflow.query(name="status")
     def status(self) -> ClaimStatus:
-        s = self.s
-        upcoming = sorted(
-            (d for d in s.deadlines.values() if deadline_key(d) not in s.passed and s.stage not in TERMINAL),
-            key=lambda d: d.due_at,
-        )
-        active = self._active_deadline()
-        return ClaimStatus(
-            tenant_id=s.tenant_id,
-            claim_id=s.claim_id,
-            workflow_id=self._wid(),
-            stage=s.stage,
-            payer_name=s.facts.payer_name if s.facts else None,
-            event_sequence=s.facts.event_sequence if s.facts else None,
-            deadlines=dict(s.deadlines),
-            next_deadline=active or (upcoming[0] if upcoming else None),
-            reminders_sent=list(s.reminders_sent),
-            transitions=list(s.transitions),
-            actions=list(s.actions),
-            dates=dict(s.dates),
-            dispute_number=s.dispute_number,
-            idr_entity=s.idr_entity,
-            amount_owed=s.amount_owed,
-            amount_received=s.amount_received,
-            payment_escalations=s.payment_escalations,
-            refund_owed=s.refund_owed,
-            refund_sent=s.refund_sent,
-            facts=s.facts,
-            final=self._ended(),
-        )
+        return self._status()
 
     # -- open negotiation ---------------------------------------------------------------------
     @workflow.update(name="open_negotiation_notice_sent")
@@ -693,26 +661,6 @@ class ClaimLifecycleWorkflow(ClaimStages):
             snapshot.deadlines = dict(planned)
             self._checkpoint = snapshot
         return None
-
-    async def _flush(self) -> None:
-        """Write the claim record with the events that announce it (one transaction), then refresh
-        what an operator sees in the Temporal UI. Changes not planned yet wait for the next plan."""
-        s = self.s
-        if self._checkpoint is not None:
-            return
-        req = record_request(s, workflow.now(), self._active_deadline(), final=s.final)
-        await workflow.execute_activity(
-            "record_claim", req, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY, result_type=int
-        )
-        mark_recorded(s, req)
-        active = self._active_deadline()
-        workflow.upsert_search_attributes(
-            [
-                IDR_STAGE.value_set(s.stage),
-                IDR_NEXT_DEADLINE.value_set(active.due_at) if active else IDR_NEXT_DEADLINE.value_unset(),
-            ]
-        )
-        self._details()
 
     # ---------------------------------------------------------------------------------------
     # the run
