@@ -251,20 +251,21 @@ class Stack:
 
         deadline = time.monotonic() + timeout
         pending = list(names)
-        restarted: set[str] = set()
+        restarts: dict[str, int] = {}
         while pending:
             name = pending[0]
             proc = self.processes[name]
             if proc.poll() is not None:
-                if name in restarted:
+                tries = restarts.get(name, 0)
+                if tries >= 3:
                     raise RuntimeError(f"{name} exited with code {proc.returncode}")
-                # once: a service can lose a race at start (a port still closing, a broker not ready)
+                # a service can lose a race at start (a port still closing, a server not ready yet)
                 print(
                     f"{name} exited with code {proc.returncode} while starting; starting it again",
                     file=self._log,
                 )
-                restarted.add(name)
-                time.sleep(1)
+                restarts[name] = tries + 1
+                time.sleep(2 * (tries + 1))
                 self.start_service(name)
                 continue
             try:

@@ -180,7 +180,10 @@ def wait_up(runner: subprocess.Popen[bytes], log: Path, timeout: float = 120) ->
         if runner.poll() is not None:
             break
         time.sleep(0.3)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+    lines = log.read_text(errors="replace").splitlines()
+    # the services' own errors first (the runner's traceback fills the end of the log)
+    errors = [x for x in lines if "Error" in x or "error" in x or "exited with" in x][-40:]
+    tail = "\n".join([*errors, "...", *lines[-15:]])
     raise AssertionError(f"the runner did not come up (exit code {runner.poll()}):\n{tail}")
 
 
