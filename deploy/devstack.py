@@ -62,6 +62,7 @@ class Ports:
     negotiation: int = 8002
     dispute: int = 8003
     notifier: int = 8004
+    codec: int = 8005  # the Temporal UI's remote codec endpoint (idrflow codec serve)
 
     def of(self, service: str) -> int:
         port: int = getattr(self, service)
@@ -103,11 +104,31 @@ class Stack:
                 "IDRFLOW_SMTP_PORT": str(self.ports.smtp),
                 "IDRFLOW_DASHBOARD_BASE_URL": f"http://127.0.0.1:{self.ports.dispute}",
                 "PYTHONUNBUFFERED": "1",
+                "IDRFLOW_PAYLOAD_KEYS": self.payload_keys(),
             }
         )
+        if self.ports.temporal_ui:  # the UI's pages call the codec server from the browser
+            ui = self.ports.temporal_ui
+            env["IDRFLOW_CODEC_CORS_ORIGINS"] = json.dumps([f"http://127.0.0.1:{ui}", f"http://localhost:{ui}"])
         env.update({k: v for k, v in os.environ.items() if k.startswith("IDRFLOW_")})
         env.update(self.extra_env)
         return env
+
+    def payload_keys(self) -> str:
+        """The payload encryption keys: ``IDRFLOW_PAYLOAD_KEYS`` when set, else a random key made
+        once for this stack directory (kept beside its database, so a restart still decrypts)."""
+        given = self.extra_env.get("IDRFLOW_PAYLOAD_KEYS") or os.environ.get("IDRFLOW_PAYLOAD_KEYS")
+        if given:
+            return given
+        from shared.codec import new_key_entry
+
+        path = self.root / "payload-keys"
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(new_key_entry("local-1") + "\n")
+        return path.read_text().strip()
 
     # -- servers -----------------------------------------------------------------------------
     # -- the PID file: what a killed runner left running --------------------------------------
@@ -184,6 +205,7 @@ class Stack:
                 self.ports.temporal,
                 self.ports.temporal_ui,
                 self.temporal_namespace,
+                codec_endpoint=f"http://127.0.0.1:{self.ports.codec}",
             )
             self.servers["temporal"] = spawn("temporal", argv, log=self._log)
             self.temporal_address = f"127.0.0.1:{self.ports.temporal}"
@@ -239,6 +261,8 @@ class Stack:
     def start_service(self, name: str) -> subprocess.Popen[bytes]:
         if name == "relay":
             argv = [sys.executable, "-m", "services.cli", "relay"]
+        elif name == "codec":
+            argv = [sys.executable, "-m", "services.cli", "codec", "serve", "--port", str(self.ports.codec)]
         else:
             argv = [sys.executable, "-m", "services.cli", "serve", name, "--port", str(self.ports.of(name))]
         proc = spawn(name, argv, env=self.env(), log=self._log)
@@ -281,9 +305,9 @@ class Stack:
     def start_all(self) -> str:
         self.start_servers()
         key = self.prepare()
-        for name in (*SERVICES, "relay"):
+        for name in (*SERVICES, "relay", "codec"):
             self.start_service(name)
-        self.wait_healthy()
+        self.wait_healthy((*SERVICES, "codec"))
         return key
 
     def stop_service(self, name: str, kill: bool = False) -> None:
@@ -346,6 +370,7 @@ def dev_ports() -> Ports:
         temporal_ui=settings.temporal_ui_port or None,
         smtp=settings.smtp_port,
         slack=settings.slack_sink_port,
+        codec=settings.codec_port,
     )
 
 
@@ -394,7 +419,7 @@ def run_dev() -> None:
                         f"negotiation  http://127.0.0.1:{ports.negotiation}/docs",
                         f"dispute      http://127.0.0.1:{ports.dispute}/docs",
                         f"notifier     http://127.0.0.1:{ports.notifier}/docs",
-                        f"Temporal UI  {ui}",
+                        f"Temporal UI  {ui}   (payloads decrypted by codec http://127.0.0.1:{ports.codec})",
                         f"PostgreSQL   {stack.database_url}",
                         f"Kafka        {stack.kafka}",
                         f"mail  (SMTP 127.0.0.1:{ports.smtp})   -> {stack.root / 'mail'}/*.eml",

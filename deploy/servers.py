@@ -338,7 +338,9 @@ def temporal_binary() -> str:
     return found
 
 
-def temporal_argv(db_file: Path, port: int, ui_port: int | None, namespace: str) -> list[str]:
+def temporal_argv(
+    db_file: Path, port: int, ui_port: int | None, namespace: str, codec_endpoint: str | None = None
+) -> list[str]:
     argv = [
         temporal_binary(),
         "server",
@@ -359,6 +361,8 @@ def temporal_argv(db_file: Path, port: int, ui_port: int | None, namespace: str)
         "error",
     ]
     argv += ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"] if ui_port else ["--headless"]
+    if ui_port and codec_endpoint:  # the UI shows workflow payloads decrypted by idrflow's codec server
+        argv += ["--ui-codec-endpoint", codec_endpoint]
     for name, kind in SEARCH_ATTRIBUTES.items():
         argv += ["--search-attribute", f"{name}={kind}"]
     return argv

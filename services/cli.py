@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from deploy.bootstrap import ensure_topics_with, outboxes, republish_all, seed_tenant
 from services.claims_cli import claims_app
+from services.codec_server import codec_app
 from services.dlq_cli import dlq_app
 from shared.db import get_engine
 from shared.kafka import make_producer
@@ -35,6 +36,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(claims_app, name="claims")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(codec_app, name="codec")
 
 FACTORIES = {
     "intake": "services.intake.app:create_app",

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +60,19 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"  # JSON lines with correlation id, tenant and claim
     temporal_request_timeout_seconds: float = Field(default=20.0, gt=0)  # then 503 worker-unavailable
 
+    # payload privacy (shared/codec.py): "id:base64key,..." (AES-GCM, 32-byte keys advised); the
+    # active key encrypts, every listed key decrypts (rotation). Without keys payloads reach
+    # Temporal in clear, which is refused for a Temporal server that is not on this machine unless
+    # payload_encryption is "off".
+    payload_keys: SecretStr = SecretStr("")
+    payload_key_id: str | None = None
+    payload_encryption: Literal["on", "off"] = "on"
+    # `idrflow codec-server`: the Temporal UI / CLI remote codec endpoint for operators who hold the
+    # keys; a bearer token when set; the browser origins allowed to call it (the UI's)
+    codec_port: int = 8005
+    codec_token: SecretStr | None = None
+    codec_cors_origins: list[str] = ["http://127.0.0.1:8233", "http://localhost:8233"]
+
     # clocks (idr-rules Part A item 3): reminders fire at reminder_time on the business day that is
     # N business days before the deadline; a deadline ends at deadline_cutoff on its date.
     reminder_business_days_before: list[int] = [5, 2, 1, 0]
@@ -92,6 +105,15 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(default=1, ge=1)  # 3 on a real cluster
     kafka_min_insync_replicas: int = Field(default=1, ge=1)  # 2 on a real cluster
 
+    # observability (README "Observability"): where spans go (jsonl: OTLP-JSON lines in traces_file,
+    # which the local stack and compose use; otlp needs opentelemetry-exporter-otlp-proto-http)
+    traces_exporter: Literal["none", "console", "jsonl", "otlp"] = "none"
+    traces_file: Path = Path(".devstack/traces.jsonl")
+    # /healthz reports a consumer loop down when it has not polled the broker for this long
+    consumer_stall_seconds: float = Field(default=60.0, gt=0)
+    # the relay process's /healthz and /metrics (0: not served; the local stack and compose use 8006)
+    relay_port: int = Field(default=0, ge=0)
+
     # notifications
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
@@ -100,6 +122,16 @@ class Settings(BaseSettings):
     smtp_start_tls: bool = False
     email_from: str = "idrflow <alerts@idrflow.local>"
     dashboard_base_url: str = "http://127.0.0.1:8003"
+    # notifier delivery (issue 10 item 3): each channel call is bounded; the consumer only records
+    # the deliveries and the notifier's sender sends them, retrying a failure from its row
+    # (base * 2**(attempts-1), at most cap, with jitter) until notifier_max_attempts, then `failed`
+    slack_timeout_seconds: float = Field(default=5.0, gt=0)
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    notifier_max_attempts: int = Field(default=8, ge=1)
+    notifier_retry_base_seconds: float = Field(default=5.0, gt=0)
+    notifier_retry_cap_seconds: float = Field(default=900.0, gt=0)
+    notifier_poll_seconds: float = Field(default=0.2, gt=0)
+    notifier_send_concurrency: int = Field(default=16, ge=1)
 
     # local stack
     devstack_dir: Path = Path(".devstack")
@@ -140,7 +172,14 @@ class Settings(BaseSettings):
                 and value.lower() in {"changeme", "change-me", "password", "secret", "xxx"}
             ):
                 raise ValueError(f"{name}: a placeholder value; set the real secret")
+        from shared.codec import build_codec
+
+        build_codec(self.payload_keys.get_secret_value(), self.payload_key_id)  # malformed: refused
         return self
+
+    @property
+    def temporal_is_local(self) -> bool:
+        return self.temporal_address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]")
 
     @property
     def sync_database_url(self) -> str:

@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 
+from shared.codec import build_codec, data_converter
 from shared.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -40,10 +41,25 @@ def negotiation_workflow_id(tenant_id: str, claim_id: str) -> str:
     return f"negotiation:{tenant_id}:{claim_id}"
 
 
+class PayloadsInClear(RuntimeError):
+    """No payload keys for a Temporal server that is not on this machine."""
+
+
+def converter_for(settings: Settings) -> DataConverter:
+    """The data converter of every client and worker: pydantic, encrypted with the payload keys."""
+    codec = build_codec(settings.payload_keys.get_secret_value(), settings.payload_key_id)
+    if codec is None and settings.payload_encryption == "on" and not settings.temporal_is_local:
+        raise PayloadsInClear(
+            f"payload_keys: Temporal at {settings.temporal_address} would receive patient data in clear; "
+            "set IDRFLOW_PAYLOAD_KEYS (idrflow codec new-key) or IDRFLOW_PAYLOAD_ENCRYPTION=off"
+        )
+    return data_converter(codec)
+
+
 async def connect(settings: Settings | None = None) -> Client:
     s = settings or get_settings()
     return await Client.connect(
-        s.temporal_address, namespace=s.temporal_namespace, data_converter=pydantic_data_converter
+        s.temporal_address, namespace=s.temporal_namespace, data_converter=converter_for(s)
     )
 
 

@@ -36,6 +36,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         negotiation=free_port(),
         dispute=free_port(),
         notifier=free_port(),
+        codec=free_port(),
     )
     root = tmp_path_factory.mktemp("stack")
     s = Stack(root, ports=ports, quiet=os.environ.get("IDRFLOW_TEST_VERBOSE") != "1")
@@ -49,6 +50,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "TEMPORAL_ADDRESS": s.temporal_address,
                 "KAFKA_BOOTSTRAP_SERVERS": s.kafka,
                 "IDRFLOW_SMTP_PORT": str(ports.smtp),
+                "IDRFLOW_PAYLOAD_KEYS": s.payload_keys(),
             }
         )
         from shared.db import get_engine
