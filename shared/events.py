@@ -155,6 +155,23 @@ class OpenNegotiationNoticeDelivered(EventPayload):
     detail: str | None = None
 
 
+class DeadLetter(EventPayload):
+    """An operator alert: a consumer could never apply a message and dead-lettered it (``idrflow dlq
+    show <dead_letter_id>``). Ids, the topic and the error class only: never the message or the
+    error text, which may quote the payload."""
+
+    event_type: ClassVar[str] = "DeadLetter"
+    topic_setting: ClassVar[str] = "topic_alerts"
+    dead_letter_id: uuid.UUID
+    consumer: str
+    topic: str
+    partition: int
+    offset: int
+    error_type: str
+    original_event_id: uuid.UUID | None = None
+    original_event_type: str | None = None
+
+
 REGISTRY: dict[str, type[EventPayload]] = {
     m.event_type: m
     for m in (
@@ -166,6 +183,7 @@ REGISTRY: dict[str, type[EventPayload]] = {
         ClaimCorrectionRejected,
         OpenNegotiationNoticeIssued,
         OpenNegotiationNoticeDelivered,
+        DeadLetter,
     )
 }
 
