@@ -1,4 +1,5 @@
-"""FastAPI factory of the notifier. The process also runs the alert consumer."""
+"""FastAPI factory of the notifier. The process also runs the alert and notice consumers and the
+delivery sender (the alert consumer records deliveries; the sender sends them)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from services.notifier.channels import EmailChannel, default_channels
 from services.notifier.consumer import CONSUMER, NOTICE_CONSUMER, AlertHandler, NoticeHandler
 from services.notifier.models import inbox
 from services.notifier.routes import router
+from services.notifier.sender import DeliverySender, sending
 from shared.db import database_ready, get_engine
 from shared.http import install_healthz, install_problem_handlers
 from shared.kafka import broker_ready
@@ -25,13 +27,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     channels = default_channels(settings)
     email = channels["email"]
     assert isinstance(email, EmailChannel)
+    sender = DeliverySender(engine, settings, channels)
     try:
         async with (
+            sending(sender),  # started first, stopped last
             consuming(
                 topic=settings.topic_alerts,
                 group_id=CONSUMER,
                 inbox=inbox,
-                handler=AlertHandler(engine, settings, channels),
+                handler=AlertHandler(settings, channels, on_commit=sender.wake),
                 engine=engine,
                 settings=settings,
             ),

@@ -1,11 +1,19 @@
-"""Notification channels behind one interface: email (SMTP, aiosmtplib) and Slack (webhook, slack_sdk)."""
+"""Notification channels behind one interface: email (SMTP, aiosmtplib) and Slack (webhook, slack_sdk).
+
+Every call is bounded by a short timeout (``smtp_timeout_seconds``, ``slack_timeout_seconds``) and
+tells the sender what kind of failure it met: :class:`RateLimited` (try again after the time the
+provider asked for), :class:`PermanentDeliveryError` (the target can never take it: no retry) or
+anything else (retried from the delivery's schedule)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formatdate
-from typing import Protocol
+from email.utils import formatdate, parsedate_to_datetime
+from typing import Any, Protocol
 
 import aiosmtplib
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -15,7 +23,19 @@ from shared.settings import Settings
 
 
 class DeliveryError(Exception):
-    """The channel refused the message."""
+    """The channel refused the message (for now: the delivery is retried)."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The target can never take this message (no such webhook, recipient refused): not retried."""
+
+
+class RateLimited(DeliveryError):
+    """The provider asked to wait ``retry_after`` seconds; not counted as a failed attempt."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Channel(Protocol):
@@ -61,28 +81,68 @@ class EmailChannel:
         for name, mime, data in attachments:
             maintype, _, subtype = mime.partition("/")
             msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
-        await aiosmtplib.send(
-            msg,
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password,
-            start_tls=s.smtp_start_tls,
-            timeout=20,
-        )
+        try:
+            # the timeout bounds each SMTP step; the whole exchange is bounded at three of them
+            async with asyncio.timeout(3 * s.smtp_timeout_seconds):
+                await aiosmtplib.send(
+                    msg,
+                    hostname=s.smtp_host,
+                    port=s.smtp_port,
+                    username=s.smtp_username,
+                    password=s.smtp_password,
+                    start_tls=s.smtp_start_tls,
+                    timeout=s.smtp_timeout_seconds,
+                )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({r.code for r in exc.recipients})
+            if all(code >= 500 for code in codes):
+                raise PermanentDeliveryError(f"the SMTP server refused the recipient ({codes})") from exc
+            raise DeliveryError(f"the SMTP server deferred the recipient ({codes})") from exc
+        except aiosmtplib.SMTPDataError as exc:
+            if exc.code >= 500:
+                raise PermanentDeliveryError(f"the SMTP server refused the message ({exc.code})") from exc
+            raise
         return str(msg["Message-ID"])
+
+
+def retry_after_seconds(headers: Mapping[str, Any], default: float) -> float:
+    """The ``Retry-After`` header (seconds or an HTTP date) as seconds from now."""
+    value = next((str(v) for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return default
+    return seconds if math.isfinite(seconds) and seconds > 0 else default
 
 
 class SlackChannel:
     name = "slack"
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
     async def send(self, target: str, message: AlertMessage) -> str:
-        client = AsyncWebhookClient(target, timeout=20)
-        response = await client.send(text=message.slack_text, blocks=message.slack_blocks)
-        if response.status_code != 200:
-            raise DeliveryError(f"Slack webhook answered {response.status_code}: {response.body[:200]}")
-        return f"slack:{message.event_id}"
+        timeout = self.settings.slack_timeout_seconds
+        # no retry handlers: retries come from the delivery's schedule, never inside one call
+        client = AsyncWebhookClient(target, timeout=math.ceil(timeout), retry_handlers=[])
+        async with asyncio.timeout(timeout):
+            response = await client.send(text=message.slack_text, blocks=message.slack_blocks)
+        status = response.status_code
+        if status == 200:
+            return f"slack:{message.event_id}"
+        reason = f"Slack webhook answered {status}: {str(response.body)[:200]}"
+        if status == 429:
+            default = self.settings.notifier_retry_base_seconds
+            raise RateLimited(reason, retry_after_seconds(response.headers or {}, default))
+        if 400 <= status < 500:  # invalid_payload, no_service, channel_is_archived, ...
+            raise PermanentDeliveryError(reason)
+        raise DeliveryError(reason)
 
 
 def default_channels(settings: Settings) -> dict[str, Channel]:
-    return {"email": EmailChannel(settings), "slack": SlackChannel()}
+    return {"email": EmailChannel(settings), "slack": SlackChannel(settings)}

@@ -1,25 +1,26 @@
-"""The notifier consumers: each alert on ``idr.alerts.v1`` is delivered once per subscribed channel;
-each open negotiation notice on ``idr.notices.v1`` is emailed to its recipient once, with proof.
+"""The notifier consumers: each alert on ``idr.alerts.v1`` becomes one ``pending`` delivery per
+subscribed channel target; each open negotiation notice on ``idr.notices.v1`` is emailed to its
+recipient once, with proof.
 
-Each delivery is recorded in its own transaction right after the channel accepts it, so when one
-channel fails and the event is retried, the channels that already succeeded are not sent again.
-An alert's delivery is recorded as ``sending`` before the channel is called: a row still ``sending``
-when the alert is handled again means the process stopped after calling the channel and before
-recording its answer. Such a delivery is not sent again (a second Slack post or email is worse than
-a missing record); it is marked ``unconfirmed`` and reported, for a person to check.
+The alert consumer calls no channel: in the inbox transaction it writes the delivery rows (the
+natural key (event id, channel, target) makes a replayed alert a no-op) and returns, so the offset
+moves on at once and one tenant's dead Slack webhook cannot hold a partition that other tenants'
+alerts wait behind. The notifier's sender (:mod:`services.notifier.sender`) sends the rows, retries
+failures from their schedule and keeps the at-most-once rule for interrupted sends.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from services.notifier.channels import Channel, EmailChannel
+from services.notifier.channels import EmailChannel
 from services.notifier.models import deliveries, outbox, subscriptions
 from services.notifier.service import ALERT_TYPES, render_alert
 from shared.db import unit_of_work
@@ -38,7 +39,8 @@ CONSUMER = "notifier-alerts"
 
 
 class _DeliveryLog:
-    """Writes one delivery row in its own transaction, right after the channel answered."""
+    """Writes a notice's delivery row in its own transaction, right after the channel answered
+    (``failed`` here means this try failed: the notice consumer retries the event)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -71,56 +73,24 @@ class _DeliveryLog:
             await session.execute(stmt)
 
 
-async def claim_delivery(engine: AsyncEngine, env: Envelope, channel: str, target: str) -> str:
-    """Record that ``channel`` is about to be called for this alert; ``send`` when it may be, else
-    the status that forbids it (``sent``, or ``unconfirmed`` for one interrupted mid-send)."""
-    now = datetime.now(UTC)
-    stmt = insert(deliveries).values(
-        event_id=env.event_id,
-        tenant_id=env.tenant_id,
-        claim_id=env.claim_id,
-        event_type=env.event_type,
-        channel=channel,
-        target=target,
-        status="sending",
-        updated_at=now,
-    )
-    claim = stmt.on_conflict_do_update(
-        constraint="uq_deliveries_event_channel_target",
-        set_={"status": "sending", "updated_at": now, "attempts": deliveries.c.attempts + 1},
-        where=deliveries.c.status == "failed",
-    ).returning(deliveries.c.id)
-    mine = deliveries.c.event_id == env.event_id
-    where = (mine, deliveries.c.channel == channel, deliveries.c.target == target)
-    async with unit_of_work(engine) as session:
-        if (await session.execute(claim)).first() is not None:
-            return "send"
-        status = (await session.execute(select(deliveries.c.status).where(*where))).scalar_one()
-        if status == "sending":
-            await session.execute(
-                update(deliveries)
-                .where(*where)
-                .values(
-                    status="unconfirmed",
-                    updated_at=now,
-                    detail="the notifier stopped after calling the channel and before recording its answer; "
-                    "not sent again: check the channel",
-                )
-            )
-            status = "unconfirmed"
-    return str(status)
-
-
 class AlertHandler:
-    def __init__(self, engine: AsyncEngine, settings: Settings, channels: dict[str, Channel]) -> None:
-        self.engine = engine
+    """Records the deliveries of an alert as ``pending`` rows, due now; ``on_commit`` (the sender's
+    wake-up) is called once the inbox transaction has committed them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        channels: Iterable[str],
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
-        self.channels = channels
+        self.channels = frozenset(channels)
+        self.on_commit = on_commit
 
     async def __call__(self, session: AsyncSession, env: Envelope) -> None:
         if env.event_type not in ALERT_TYPES:
             return
-        message = render_alert(env, self.settings)
+        render_alert(env, self.settings)  # an alert that cannot be worded is dead-lettered here
         targets = (
             await session.execute(
                 select(subscriptions.c.channel, subscriptions.c.target).where(
@@ -133,46 +103,37 @@ class AlertHandler:
                 "tenant %s has no alert subscriptions; alert %s not delivered", env.tenant_id, env.event_id
             )
             return
-        done = {
-            (r.channel, r.target)
-            for r in (
-                await session.execute(
-                    select(deliveries.c.channel, deliveries.c.target).where(
-                        deliveries.c.event_id == env.event_id, deliveries.c.status == "sent"
-                    )
-                )
-            ).all()
-        }
-        failures: list[str] = []
+        now = datetime.now(UTC)
+        rows = []
         for channel_name, target in targets:
-            if (channel_name, target) in done:
-                continue
-            channel = self.channels.get(channel_name)
-            if channel is None:
+            if channel_name not in self.channels:
                 log.error("unknown channel %s for tenant %s", channel_name, env.tenant_id)
                 continue
-            claimed = await claim_delivery(self.engine, env, channel_name, target)
-            if claimed != "send":
-                if claimed == "unconfirmed":
-                    log.error(
-                        "alert %s for claim %s by %s was interrupted mid-send: not sent again (unconfirmed)",
-                        env.event_id,
-                        env.claim_id,
-                        channel_name,
-                    )
-                continue
-            try:
-                provider_id = await channel.send(target, message)
-            except Exception as exc:
-                await _DeliveryLog(self.engine)(
-                    env, channel_name, target, False, f"{type(exc).__name__}: {exc}"
-                )
-                failures.append(f"{channel_name}: {exc}")
-                continue
-            await _DeliveryLog(self.engine)(env, channel_name, target, True, provider_id)
-            log.info("alert %s for claim %s sent by %s", env.event_id, env.claim_id, channel_name)
-        if failures:
-            raise RuntimeError("delivery failed: " + "; ".join(failures))
+            rows.append(
+                {
+                    "event_id": env.event_id,
+                    "tenant_id": env.tenant_id,
+                    "claim_id": env.claim_id,
+                    "event_type": env.event_type,
+                    "channel": channel_name,
+                    "target": target,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "envelope": env.model_dump(mode="json"),
+                    "updated_at": now,
+                }
+            )
+        if not rows:
+            return
+        await session.execute(
+            insert(deliveries)
+            .values(rows)
+            .on_conflict_do_nothing(constraint="uq_deliveries_event_channel_target")
+        )
+        if self.on_commit is not None:
+            wake = self.on_commit
+            event.listen(session.sync_session, "after_commit", lambda _session: wake(), once=True)
 
 
 NOTICE_CONSUMER = "notifier-notices"

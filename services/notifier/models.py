@@ -7,6 +7,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
+    Index,
     Integer,
     PrimaryKeyConstraint,
     String,
@@ -15,7 +16,9 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.db import inbox_table, metadata, outbox_table
 
@@ -42,13 +45,21 @@ deliveries = Table(
     Column("event_type", String(100), nullable=False),
     Column("channel", String(16), nullable=False),
     Column("target", String(500), nullable=False),
-    Column("status", String(16), nullable=False),  # sent | failed
+    # pending (waiting for its next_attempt_at) | sending (the channel is being called) | sent |
+    # failed (for good) | unconfirmed (the sender stopped mid-send: not sent again)
+    Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default="1"),
     Column("provider_message_id", String(300)),
     Column("detail", Text),
     Column("sent_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # the durable retry schedule: when a pending row is due; for a sending row, when its claim
+    # expires (the sender died mid-send: the row becomes unconfirmed)
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    # the alert's envelope (no patient data), from which the sender renders the message
+    Column("envelope", JSONB, nullable=True),
     UniqueConstraint("event_id", "channel", "target", name="uq_deliveries_event_channel_target"),
+    Index("ix_deliveries_due", "next_attempt_at", postgresql_where=text("status IN ('pending', 'sending')")),
     schema=SCHEMA,
 )
 

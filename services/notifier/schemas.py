@@ -14,8 +14,10 @@ class Delivery(BaseModel):
     claim_id: str
     event_type: str
     channel: str
-    status: Literal["sent", "failed", "sending", "unconfirmed"]
+    # pending: waiting for its next attempt (next_attempt_at); failed: for good (see detail)
+    status: Literal["pending", "sending", "sent", "failed", "unconfirmed"]
     attempts: int
+    next_attempt_at: datetime | None = None
     provider_message_id: str | None
     detail: str | None
     sent_at: datetime | None

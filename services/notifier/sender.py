@@ -1,0 +1,365 @@
+"""The notifier's sender: sends the deliveries the alert consumer recorded, from a durable schedule
+(the ``deliveries`` rows themselves: ``status``, ``attempts``, ``next_attempt_at``).
+
+- A pass claims due ``pending`` rows with ``FOR UPDATE SKIP LOCKED`` (several notifiers may run),
+  at most one per (channel, target) and none for a target this process is already sending to, and
+  marks them ``sending`` (attempts + 1, ``next_attempt_at`` = the end of the claim) in its own
+  transaction before any channel is called.
+- Up to ``notifier_send_concurrency`` sends run at once, each bounded by its channel's timeout, so a
+  target that does not answer holds one slot for that long and every other target goes on.
+- Outcomes: ``sent``; rate limited (429: due again after its Retry-After, not counted as an
+  attempt, and the target's other pending rows wait as long); permanent (a 4xx, a refused
+  recipient: ``failed`` at once); anything else (5xx, timeouts, connection errors): due again after
+  a capped exponential backoff with jitter, ``failed`` after ``notifier_max_attempts``. A delivery
+  that fails for good is logged at ERROR with ids only (no patient data, no target).
+- At most once: a row still ``sending`` after its claim expired was being sent by a process that
+  died before recording the answer. It is not sent again (a second Slack post or email is worse
+  than a missing record); it becomes ``unconfirmed`` and is reported, for a person to check.
+
+New rows are picked up within ``notifier_poll_seconds``, at once when the alert consumer of the same
+process wakes the sender after its commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Collection, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.notifier.channels import Channel, PermanentDeliveryError, RateLimited
+from services.notifier.models import deliveries
+from services.notifier.service import render_alert
+from shared.db import unit_of_work
+from shared.events import Envelope
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_jitter = random.SystemRandom()
+_RECOVERY_INTERVAL_SECONDS = 5.0
+UNCONFIRMED = (
+    "the notifier stopped after calling the channel and before recording its answer; "
+    "not sent again: check the channel"
+)
+
+
+def send_deadline(settings: Settings, channel: str) -> float:
+    """The longest one call to ``channel`` may take (the channel's own timeouts fit inside it)."""
+    per_channel = {
+        "slack": settings.slack_timeout_seconds + 1.0,
+        "email": 3 * settings.smtp_timeout_seconds + 1.0,
+    }
+    return per_channel.get(channel, max(per_channel.values()))
+
+
+def claim_lease(settings: Settings) -> timedelta:
+    """How long a ``sending`` row belongs to its sender; past that, the sender is presumed dead."""
+    longest = max(send_deadline(settings, c) for c in ("slack", "email", ""))
+    return timedelta(seconds=2 * longest + 30)
+
+
+def backoff(attempts: int, settings: Settings) -> float:
+    """``base * 2**(attempts-1)``, at most ``cap``, with equal jitter (half fixed, half random)."""
+    delay = min(
+        settings.notifier_retry_cap_seconds,
+        settings.notifier_retry_base_seconds * 2 ** min(max(attempts, 1) - 1, 30),
+    )
+    return float(delay / 2 + _jitter.uniform(0, delay / 2))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    event_id: uuid.UUID
+    tenant_id: str
+    claim_id: str
+    channel: str
+    target: str
+    attempts: int
+    envelope: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.channel, self.target)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Literal["sent", "rate_limited", "permanent", "retry"]
+    detail: str  # stored on the row (the tenant sees it in GET /v1/deliveries)
+    reason: str = ""  # safe for logs: no target, no message text
+    retry_after: float = 0.0
+
+
+class DeliverySender:
+    """Sends due deliveries; ``tenants`` limits it to those tenants' rows (default: every tenant)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        channels: Mapping[str, Channel],
+        tenants: Collection[str] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.channels = dict(channels)
+        self.tenants = sorted(tenants) if tenants is not None else None
+        self._wake = asyncio.Event()
+        self._busy: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _mine(self) -> tuple[ColumnElement[bool], ...]:
+        return () if self.tenants is None else (deliveries.c.tenant_id.in_(self.tenants),)
+
+    def wake(self) -> None:
+        """New rows are committed: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def recover(self) -> int:
+        """Mark ``unconfirmed`` the rows whose sender died mid-send (their claim expired)."""
+        d = deliveries
+        now = datetime.now(UTC)
+        stmt = (
+            update(d)
+            .where(d.c.status == "sending", d.c.next_attempt_at <= now, *self._mine())
+            .values(status="unconfirmed", next_attempt_at=None, updated_at=now, detail=UNCONFIRMED)
+            .returning(d.c.id, d.c.event_id, d.c.tenant_id, d.c.claim_id, d.c.channel)
+        )
+        async with unit_of_work(self.engine) as session:
+            rows = (await session.execute(stmt)).all()
+        for r in rows:
+            log.error(
+                "delivery %s of alert %s for tenant %s claim %s by %s was interrupted mid-send: "
+                "not sent again (unconfirmed)",
+                r.id,
+                r.event_id,
+                r.tenant_id,
+                r.claim_id,
+                r.channel,
+            )
+        return len(rows)
+
+    async def claim(self, limit: int) -> list[Claimed]:
+        """Claim up to ``limit`` due rows, one per (channel, target) not being sent to already."""
+        if limit <= 0:
+            return []
+        d = deliveries
+        now = datetime.now(UTC)
+        due = select(d.c.id, d.c.channel, d.c.target).where(
+            d.c.status == "pending", d.c.next_attempt_at <= now
+        )
+        due = due.where(*self._mine())
+        if self._busy:
+            due = due.where(tuple_(d.c.channel, d.c.target).not_in(sorted(self._busy)))
+        due = due.order_by(d.c.next_attempt_at, d.c.id).limit(limit * 4).with_for_update(skip_locked=True)
+        async with unit_of_work(self.engine) as session:
+            picked: dict[tuple[str, str], int] = {}
+            for r in (await session.execute(due)).all():
+                if len(picked) >= limit:
+                    break
+                picked.setdefault((r.channel, r.target), r.id)
+            if not picked:
+                return []
+            stmt = (
+                update(d)
+                .where(d.c.id.in_(list(picked.values())))
+                .values(
+                    status="sending",
+                    attempts=d.c.attempts + 1,
+                    next_attempt_at=now + claim_lease(self.settings),
+                    updated_at=now,
+                )
+                .returning(
+                    d.c.id,
+                    d.c.event_id,
+                    d.c.tenant_id,
+                    d.c.claim_id,
+                    d.c.channel,
+                    d.c.target,
+                    d.c.attempts,
+                    d.c.envelope,
+                )
+            )
+            rows = (await session.execute(stmt)).all()
+        claimed = [Claimed(*r) for r in rows]
+        self._busy.update(c.key for c in claimed)
+        return claimed
+
+    async def _call(self, c: Claimed) -> Outcome:
+        channel = self.channels.get(c.channel)
+        if channel is None:
+            return Outcome("permanent", f"no channel {c.channel!r} in this notifier", "unknown channel")
+        try:
+            message = render_alert(Envelope.model_validate(c.envelope), self.settings)
+        except Exception as exc:
+            reason = f"the alert cannot be rendered ({type(exc).__name__})"
+            return Outcome("permanent", reason, reason)
+        deadline = send_deadline(self.settings, c.channel)
+        try:
+            async with asyncio.timeout(deadline):
+                provider_id = await channel.send(c.target, message)
+        except RateLimited as exc:
+            return Outcome("rate_limited", str(exc)[:2000], "rate limited", exc.retry_after)
+        except PermanentDeliveryError as exc:
+            return Outcome("permanent", str(exc)[:2000], str(exc)[:200])
+        except TimeoutError:
+            return Outcome("retry", f"no answer within {deadline:g} s", "timeout")
+        except Exception as exc:
+            return Outcome("retry", f"{type(exc).__name__}: {exc}"[:2000], type(exc).__name__)
+        return Outcome("sent", provider_id)
+
+    async def _record(self, c: Claimed, o: Outcome) -> None:
+        d = deliveries
+        now = datetime.now(UTC)
+        mine = (d.c.id == c.id, d.c.attempts == c.attempts)
+        async with unit_of_work(self.engine) as session:
+            if o.kind == "sent":  # even when a sibling presumed this sender dead: it was sent
+                await session.execute(
+                    update(d)
+                    .where(*mine, d.c.status.in_(("sending", "unconfirmed")))
+                    .values(
+                        status="sent",
+                        provider_message_id=o.detail[:300],
+                        detail=None,
+                        sent_at=now,
+                        next_attempt_at=None,
+                        updated_at=now,
+                    )
+                )
+                return
+            if o.kind == "rate_limited":
+                due = now + timedelta(seconds=o.retry_after)
+                detail = f"{o.detail}; retry after {o.retry_after:g} s"
+                await session.execute(
+                    update(d)
+                    .where(*mine, d.c.status == "sending")
+                    .values(
+                        status="pending",
+                        attempts=d.c.attempts - 1,
+                        next_attempt_at=due,
+                        detail=detail,
+                        updated_at=now,
+                    )
+                )
+                await session.execute(  # the provider limits the target, not this one message
+                    update(d)
+                    .where(
+                        d.c.channel == c.channel,
+                        d.c.target == c.target,
+                        d.c.status == "pending",
+                        d.c.next_attempt_at < due,
+                    )
+                    .values(next_attempt_at=due)
+                )
+                return
+            final = o.kind == "permanent" or c.attempts >= self.settings.notifier_max_attempts
+            due_at = None if final else now + timedelta(seconds=backoff(c.attempts, self.settings))
+            await session.execute(
+                update(d)
+                .where(*mine, d.c.status == "sending")
+                .values(
+                    status="failed" if final else "pending",
+                    next_attempt_at=due_at,
+                    detail=o.detail,
+                    updated_at=now,
+                )
+            )
+        if final:
+            log.error(
+                "delivery %s of alert %s for tenant %s claim %s by %s failed for good after %d "
+                "attempt(s): %s",
+                c.id,
+                c.event_id,
+                c.tenant_id,
+                c.claim_id,
+                c.channel,
+                c.attempts,
+                o.reason,
+            )
+        else:
+            log.warning(
+                "delivery %s of alert %s by %s failed (attempt %d, %s); next attempt at %s",
+                c.id,
+                c.event_id,
+                c.channel,
+                c.attempts,
+                o.reason,
+                due_at.isoformat() if due_at else None,
+            )
+
+    async def _send(self, c: Claimed) -> None:
+        try:
+            outcome = await self._call(c)
+            for attempt in range(3):  # the database blinked: a row left `sending` would end unconfirmed
+                try:
+                    await self._record(c, outcome)
+                    break
+                except Exception as exc:
+                    log.warning("delivery %s: could not record its outcome: %s", c.id, type(exc).__name__)
+                    await asyncio.sleep(0.5 * 2**attempt)
+            if outcome.kind == "sent":
+                log.info("alert %s for claim %s sent by %s", c.event_id, c.claim_id, c.channel)
+        finally:
+            self._busy.discard(c.key)
+            self._wake.set()
+
+    async def run_once(self) -> int:
+        """One pass: recover, claim what is due, send it and wait for the answers."""
+        await self.recover()
+        claimed = await self.claim(self.settings.notifier_send_concurrency)
+        await asyncio.gather(*(self._send(c) for c in claimed))
+        return len(claimed)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send due deliveries until ``stop`` is set, then wait briefly for the sends in flight."""
+        loop = asyncio.get_running_loop()
+        next_recovery = 0.0
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                if loop.time() >= next_recovery:
+                    await self.recover()
+                    next_recovery = loop.time() + _RECOVERY_INTERVAL_SECONDS
+                claimed = await self.claim(self.settings.notifier_send_concurrency - len(self._tasks))
+            except Exception as exc:
+                log.warning("notifier sender: cannot read the schedule, will retry: %s", type(exc).__name__)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 2.0)
+                continue
+            for c in claimed:
+                task = asyncio.create_task(self._send(c))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if claimed:
+                continue  # other targets may be due as well
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.notifier_poll_seconds)
+        if self._tasks:  # a send cut short here stays `sending` and ends unconfirmed
+            _, unfinished = await asyncio.wait(set(self._tasks), timeout=10)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+
+
+@asynccontextmanager
+async def sending(sender: DeliverySender) -> AsyncIterator[DeliverySender]:
+    """Run the sender in the background for the life of the block (the notifier's lifespan)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    try:
+        yield sender
+    finally:
+        stop.set()
+        sender.wake()
+        with suppress(Exception):
+            await asyncio.wait_for(task, 15)
