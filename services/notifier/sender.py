@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, select, tuple_, update
+from sqlalchemy import ColumnElement, case, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier.channels import Channel, PermanentDeliveryError, RateLimited
@@ -61,10 +61,10 @@ def send_deadline(settings: Settings, channel: str) -> float:
     return per_channel.get(channel, max(per_channel.values()))
 
 
-def claim_lease(settings: Settings) -> timedelta:
-    """How long a ``sending`` row belongs to its sender; past that, the sender is presumed dead."""
-    longest = max(send_deadline(settings, c) for c in ("slack", "email", ""))
-    return timedelta(seconds=2 * longest + 30)
+def claim_lease(settings: Settings, channel: str) -> timedelta:
+    """How long a ``sending`` row belongs to its sender: the call's bound plus time to record the
+    answer. A row still ``sending`` past that was claimed by a sender that died (or froze)."""
+    return timedelta(seconds=send_deadline(settings, channel) + 10.0)
 
 
 def backoff(attempts: int, settings: Settings) -> float:
@@ -176,7 +176,11 @@ class DeliverySender:
                 .values(
                     status="sending",
                     attempts=d.c.attempts + 1,
-                    next_attempt_at=now + claim_lease(self.settings),
+                    next_attempt_at=case(
+                        {c: now + claim_lease(self.settings, c) for c in ("slack", "email")},
+                        value=d.c.channel,
+                        else_=now + claim_lease(self.settings, ""),
+                    ),
                     updated_at=now,
                 )
                 .returning(
