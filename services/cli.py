@@ -19,6 +19,7 @@ from deploy.bootstrap import ensure_topics_with, outboxes, republish_all, seed_t
 from services.claims_cli import claims_app
 from services.codec_server import codec_app
 from services.dlq_cli import dlq_app
+from services.parse_cli import parse_command
 from shared.db import get_engine
 from shared.kafka import make_producer
 from shared.kafka.outbox import run_relay
@@ -36,6 +37,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(claims_app, name="claims")
 app.add_typer(dlq_app, name="dlq")
+app.command("parse")(parse_command)
 app.add_typer(codec_app, name="codec")
 
 FACTORIES = {
