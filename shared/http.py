@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -145,6 +146,82 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(Problem, _problem_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
+
+
+_UNTRACED = ("/metrics", "/healthz")
+
+
+def route_template(scope: MutableMapping[str, Any]) -> str:
+    """The route's path template (``/v1/claims/{claim_id}``), never the raw path: a bounded label.
+    ``unmatched`` for a path no route knows (a 404, or a request refused before routing)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    app = scope.get("app")
+    for candidate in _leaf_routes(getattr(app, "routes", None) or ()):
+        match, _ = candidate.matches(scope)
+        if match != Match.NONE:
+            return str(candidate.path)
+    return "unmatched"
+
+
+class ObserveRequests:
+    """ASGI middleware: a server span per request (continuing the caller's ``traceparent``) and the
+    request counter and latency histogram by method, route template and status."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from opentelemetry import context, trace
+
+        from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+        from shared.tracing import context_from, tracer
+
+        began = time.perf_counter()
+        method = str(scope.get("method", "GET"))
+        status = 500
+        span = None
+        token = None
+        if scope.get("path") not in _UNTRACED:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            parent = context_from({k: v for k, v in headers.items() if k in ("traceparent", "tracestate")})
+            span = tracer().start_span(f"{method}", context=parent, kind=trace.SpanKind.SERVER)
+            token = context.attach(trace.set_span_in_context(span))
+
+        async def observed_send(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            route = route_template(scope)
+            labels = (self.service, method, route, str(status))
+            HTTP_REQUESTS.labels(*labels).inc()
+            HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - began)
+            if span is not None:
+                span.update_name(f"{method} {route}")
+                span.set_attributes(
+                    {
+                        "http.request.method": method,
+                        "http.route": route,
+                        "http.response.status_code": status,
+                        "idrflow.service": self.service,
+                    }
+                )
+                if status >= 500:
+                    span.set_status(trace.StatusCode.ERROR)
+                span.end()
+            if token is not None:
+                context.detach(token)
 
 
 HealthCheck = Callable[[], Awaitable[bool]]

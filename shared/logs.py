@@ -1,4 +1,4 @@
-"""JSON logs with a correlation id, tenant and claim (issue 10 item 7): one object a line, never
+"""JSON logs with a correlation id, trace id, tenant and claim (issue 10 item 7): one object a line, never
 patient data (only what the caller puts in the message or in ``extra``: ids, codes, stages)."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 log_tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("log_tenant", default=None)
@@ -37,6 +39,10 @@ class JsonFormatter(logging.Formatter):
             value = var.get()
             if value:
                 out[key] = value
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # the OpenTelemetry trace this line belongs to (shared/tracing.py)
+            out["trace_id"] = format(span.trace_id, "032x")
+            out["span_id"] = format(span.span_id, "016x")
         for key, value in vars(record).items():  # extra={...} of the call
             if key not in _STANDARD and not key.startswith("_"):
                 out[key] = (

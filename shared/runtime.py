@@ -1,4 +1,5 @@
-"""Start-up helpers every service process uses: logging and waiting for dependencies."""
+"""Start-up helpers every service process uses: logging, the Temporal runtime (its SDK metrics
+forwarded to ``/metrics``) and waiting for dependencies."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import sys
 
 from temporalio.client import Client
+from temporalio.runtime import MetricBuffer, MetricBufferDurationFormat, Runtime, TelemetryConfig
 
 from shared.settings import Settings
 from shared.temporal import connect
@@ -30,8 +32,27 @@ def configure_logging(service: str, level: int = logging.INFO, fmt: str | None =
     logging.getLogger("temporalio").setLevel(logging.WARNING)
 
 
+_runtime: Runtime | None = None
+
+
+def temporal_runtime() -> Runtime:
+    """The process's Temporal runtime, made once and set as the default for the clients made after
+    it: the SDK's metrics go to a buffer that :data:`shared.metrics.TEMPORAL` drains into the
+    service's own ``/metrics`` (``temporal_*`` families; no separate port)."""
+    global _runtime
+    if _runtime is None:
+        from shared.metrics import TEMPORAL
+
+        buffer = MetricBuffer(100_000, MetricBufferDurationFormat.SECONDS)
+        _runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
+        TEMPORAL.attach(buffer)
+        Runtime.set_default(_runtime, error_if_already_set=False)
+    return _runtime
+
+
 async def connect_temporal(settings: Settings, attempts: int = 60) -> Client:
     """Connect to Temporal, waiting up to ``attempts`` seconds for it to come up."""
+    temporal_runtime()
     for attempt in range(1, attempts + 1):
         try:
             return await connect(settings)

@@ -58,8 +58,14 @@ def converter_for(settings: Settings) -> DataConverter:
 
 async def connect(settings: Settings | None = None) -> Client:
     s = settings or get_settings()
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
     return await Client.connect(
-        s.temporal_address, namespace=s.temporal_namespace, data_converter=converter_for(s)
+        s.temporal_address,
+        namespace=s.temporal_namespace,
+        data_converter=converter_for(s),
+        # spans for client calls, and (workers inherit client interceptors) workflows and activities
+        interceptors=[TracingInterceptor()],
     )
 
 

@@ -12,13 +12,14 @@ from fastapi import FastAPI
 from services.dispute.actions import action_router
 from services.dispute.batches import router as batch_router
 from services.dispute.consumer import CONSUMER, ClaimEventHandler
-from services.dispute.models import inbox
+from services.dispute.models import inbox, outbox
 from services.dispute.routes import router, rules
 from services.dispute.worker import build_worker
-from shared.db import database_ready, get_engine
+from shared.db import database_ready, dead_letters_table, get_engine
 from shared.http import install_healthz, install_problem_handlers, task_running
 from shared.kafka import broker_ready
 from shared.kafka.consumer import consuming
+from shared.metrics import dlq_depth, install_metrics, loop_check, outbox_lag
 from shared.runtime import connect_temporal
 from shared.settings import get_settings
 from shared.temporal import temporal_ready
@@ -58,6 +59,9 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    install_metrics(
+        app, "dispute", [outbox_lag(outbox), dlq_depth(dead_letters_table("dispute"))], engine=get_engine
+    )
 
     async def temporal() -> bool:
         return await temporal_ready(getattr(app.state, "temporal", None))
@@ -69,6 +73,7 @@ def create_app() -> FastAPI:
             "temporal": temporal,
             "kafka": broker_ready,
             "worker": lambda: task_running(app, "worker_task"),
+            "consumer": loop_check(CONSUMER, get_settings().consumer_stall_seconds),
         },
     )
     app.include_router(router)

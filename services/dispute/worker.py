@@ -10,6 +10,7 @@ from services.dispute.activities import DisputeActivities
 from services.dispute.workflows import ClaimLifecycleWorkflow, IdrBatchWorkflow
 from shared.rules.calendar import federal_calendar
 from shared.settings import Settings
+from shared.tracing import worker_interceptors
 
 WORKFLOWS = [ClaimLifecycleWorkflow, IdrBatchWorkflow]
 
@@ -21,4 +22,5 @@ def build_worker(client: Client, engine: AsyncEngine, settings: Settings) -> Wor
         task_queue=settings.dispute_task_queue,
         workflows=WORKFLOWS,
         activities=acts.all(),
+        interceptors=worker_interceptors(client),
     )

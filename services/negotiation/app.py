@@ -10,13 +10,14 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 
 from services.negotiation.consumer import CONSUMER, DeliveryHandler
-from services.negotiation.models import inbox
+from services.negotiation.models import inbox, outbox
 from services.negotiation.routes import router
 from services.negotiation.worker import build_worker
-from shared.db import database_ready, get_engine
+from shared.db import database_ready, dead_letters_table, get_engine
 from shared.http import install_healthz, install_problem_handlers, task_running
 from shared.kafka import broker_ready
 from shared.kafka.consumer import consuming
+from shared.metrics import dlq_depth, install_metrics, loop_check, outbox_lag
 from shared.runtime import connect_temporal
 from shared.settings import get_settings
 from shared.temporal import temporal_ready
@@ -55,6 +56,12 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    install_metrics(
+        app,
+        "negotiation",
+        [outbox_lag(outbox), dlq_depth(dead_letters_table("negotiation"))],
+        engine=get_engine,
+    )
 
     async def temporal() -> bool:
         return await temporal_ready(getattr(app.state, "temporal", None))
@@ -66,6 +73,7 @@ def create_app() -> FastAPI:
             "temporal": temporal,
             "kafka": broker_ready,
             "worker": lambda: task_running(app, "worker_task"),
+            "consumer": loop_check(CONSUMER, get_settings().consumer_stall_seconds),
         },
     )
     app.include_router(router)

@@ -7,7 +7,13 @@ from temporalio.worker import Worker
 
 from services.negotiation.workflows import OpenNegotiationWorkflow
 from shared.settings import Settings
+from shared.tracing import worker_interceptors
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
-    return Worker(client, task_queue=settings.negotiation_task_queue, workflows=[OpenNegotiationWorkflow])
+    return Worker(
+        client,
+        task_queue=settings.negotiation_task_queue,
+        workflows=[OpenNegotiationWorkflow],
+        interceptors=worker_interceptors(client),
+    )

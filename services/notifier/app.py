@@ -10,13 +10,14 @@ from fastapi import FastAPI
 
 from services.notifier.channels import EmailChannel, default_channels
 from services.notifier.consumer import CONSUMER, NOTICE_CONSUMER, AlertHandler, NoticeHandler
-from services.notifier.models import inbox
+from services.notifier.models import deliveries, inbox, outbox
 from services.notifier.routes import router
 from services.notifier.sender import DeliverySender, sending
-from shared.db import database_ready, get_engine
+from shared.db import database_ready, dead_letters_table, get_engine
 from shared.http import install_healthz, install_problem_handlers
 from shared.kafka import broker_ready
 from shared.kafka.consumer import consuming
+from shared.metrics import deliveries_by_status, dlq_depth, install_metrics, loop_check, outbox_lag
 from shared.settings import get_settings
 
 
@@ -61,6 +62,21 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    install_healthz(app, {"postgresql": database_ready, "kafka": broker_ready})
+    install_metrics(
+        app,
+        "notifier",
+        [outbox_lag(outbox), dlq_depth(dead_letters_table("notifier")), deliveries_by_status(deliveries)],
+        engine=get_engine,
+    )
+    stall = get_settings().consumer_stall_seconds
+    install_healthz(
+        app,
+        {
+            "postgresql": database_ready,
+            "kafka": broker_ready,
+            "consumer": loop_check(CONSUMER, stall),
+            "notice_consumer": loop_check(NOTICE_CONSUMER, stall),
+        },
+    )
     app.include_router(router)
     return app

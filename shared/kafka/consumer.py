@@ -15,19 +15,21 @@ A failure is one of three kinds (:func:`classify`):
   never succeed; it goes to ``<topic>.dlq`` with the error in its headers and is recorded in the
   consumer schema's ``dead_letters`` table, where ``idrflow dlq`` lists and replays it.
 - anything else is retried the same way up to ``consumer_max_attempts`` times, then dead-lettered.
+
+Each message is handled in a consumer span that continues the ``traceparent`` in its Kafka headers
+(:mod:`shared.tracing`); a dead letter also stages a ``DeadLetter`` operator alert
+(:mod:`shared.kafka.dead_letters`). The loop beats a :class:`~shared.metrics.Loop` on every poll
+(``/healthz`` reports it down when it stops) and refreshes ``idrflow_consumer_lag`` every few seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
@@ -40,7 +42,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from shared.db import dead_letters_table, unit_of_work
 from shared.events import Envelope
 from shared.kafka import make_producer
+from shared.kafka.dead_letters import clean as _clean
+from shared.kafka.dead_letters import dead_letter as _dead_letter
+from shared.metrics import CONSUMER_LAG, CONSUMER_MESSAGES, Loop, register_loop, unregister_loop
 from shared.settings import Settings
+from shared.tracing import context_from, from_kafka_headers, tracer
 
 log = logging.getLogger(__name__)
 
@@ -120,77 +126,6 @@ async def _apply(
         return True
 
 
-def _clean(text: str | None, limit: int = 2000) -> str | None:
-    """PostgreSQL text and JSONB refuse NUL characters."""
-    return None if text is None else text.replace("\x00", "\\0")[:limit]
-
-
-def _payload(raw: bytes) -> Any:
-    try:
-        text = raw.decode()
-        if "\\u0000" not in text:
-            return json.loads(text)
-    except ValueError:
-        pass
-    return {"raw_base64": base64.b64encode(raw).decode()}
-
-
-async def _dead_letter(
-    producer: AIOKafkaProducer,
-    msg: ConsumerRecord[bytes, bytes],
-    error: BaseException,
-    *,
-    engine: AsyncEngine | None = None,
-    dead_letters: Table | None = None,
-    consumer_name: str = "",
-    env: Envelope | None = None,
-) -> None:
-    """Record the message in the dead-letter table (when given) and send it to ``<topic>.dlq``."""
-    if engine is not None and dead_letters is not None:
-        async with unit_of_work(engine) as session:
-            await session.execute(
-                insert(dead_letters)
-                .values(
-                    id=uuid.uuid4(),
-                    consumer=consumer_name,
-                    topic=msg.topic,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    key=_clean(msg.key.decode(errors="replace") if msg.key is not None else None, 1000),
-                    event_id=env.event_id if env else None,
-                    event_type=_clean(env.event_type if env else None, 200),
-                    tenant_id=_clean(env.tenant_id if env else None, 200),
-                    claim_id=_clean(env.claim_id if env else None, 200),
-                    error_type=type(error).__name__,
-                    error=_clean(str(error)) or "",
-                    payload=_payload(msg.value or b""),
-                )
-                .on_conflict_do_nothing(constraint="uq_dead_letters_position")
-            )
-    headers = [
-        *(msg.headers or ()),
-        ("x-error-type", type(error).__name__.encode()),
-        ("x-error", str(error)[:2000].encode()),
-        ("x-original-topic", msg.topic.encode()),
-        ("x-original-partition", str(msg.partition).encode()),
-        ("x-original-offset", str(msg.offset).encode()),
-    ]
-    await producer.send_and_wait(f"{msg.topic}.dlq", value=msg.value, key=msg.key, headers=headers)
-    log.error(
-        "%s: dead letter %s[%d]@%d event %s type %s tenant %s claim %s: %s: %s",
-        consumer_name,
-        msg.topic,
-        msg.partition,
-        msg.offset,
-        env.event_id if env else None,
-        env.event_type if env else None,
-        env.tenant_id if env else None,
-        env.claim_id if env else None,
-        type(error).__name__,
-        _clean(str(error), 500),
-    )
-
-
 async def process_message(
     msg: ConsumerRecord[bytes, bytes],
     *,
@@ -209,6 +144,54 @@ async def process_message(
     not commit the offset and should try the same message again after a delay."""
     if dead_letters is None and inbox.schema is not None:
         dead_letters = dead_letters_table(inbox.schema)
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    parent = context_from(from_kafka_headers(msg.headers))
+    with tracer().start_as_current_span(
+        f"process {msg.topic}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": msg.topic,
+            "messaging.consumer.group.name": consumer_name,
+            "messaging.destination.partition.id": str(msg.partition),
+            "messaging.kafka.offset": msg.offset,
+            "idrflow.attempt": attempt,
+        },
+    ) as span:
+        outcome = await _process(
+            msg,
+            engine=engine,
+            inbox=inbox,
+            consumer_name=consumer_name,
+            handler=handler,
+            producer=producer,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            dead_letters=dead_letters,
+        )
+        span.set_attribute("idrflow.outcome", outcome)
+        if outcome in ("dead-lettered", "retry"):
+            span.set_status(StatusCode.ERROR, outcome)
+    CONSUMER_MESSAGES.labels(consumer_name, msg.topic, outcome).inc()
+    return outcome
+
+
+async def _process(
+    msg: ConsumerRecord[bytes, bytes],
+    *,
+    engine: AsyncEngine,
+    inbox: Table,
+    consumer_name: str,
+    handler: Handler,
+    producer: AIOKafkaProducer,
+    attempt: int,
+    max_attempts: int,
+    dead_letters: Table | None,
+) -> Outcome:
+    from opentelemetry import trace
+
     where = f"{msg.topic}[{msg.partition}]@{msg.offset}"
     env: Envelope | None = None
     failure: BaseException
@@ -217,6 +200,9 @@ async def process_message(
     except Exception as exc:
         failure = exc  # not an envelope: can never succeed
     else:
+        trace.get_current_span().set_attributes(
+            {"idrflow.event_id": str(env.event_id), "idrflow.event_type": env.event_type[:100]}
+        )
         try:
             applied = await _apply(engine, inbox, consumer_name, env, handler)
             return "applied" if applied else "duplicate"
@@ -273,13 +259,16 @@ async def run_consumer(
     settings: Settings,
     stop: asyncio.Event,
     dead_letters: Table | None = None,
+    beat: Loop | None = None,
 ) -> None:
     """Consume ``topic`` until ``stop`` is set, reconnecting while the broker is unreachable.
 
-    The dead letters go to ``dead_letters`` (default: the table in the inbox's schema)."""
+    The dead letters go to ``dead_letters`` (default: the table in the inbox's schema); ``beat`` is
+    beaten on every poll."""
     if dead_letters is None and inbox.schema is not None:
         dead_letters = dead_letters_table(inbox.schema)
     loop = asyncio.get_running_loop()
+    lag = _Lag(group_id)
     while not stop.is_set():
         consumer = AIOKafkaConsumer(
             topic,
@@ -305,6 +294,9 @@ async def run_consumer(
                 waits = [r.resume_at - now for tp, r in retrying.items() if tp in consumer.paused()]
                 timeout_ms = int(max(10.0, min([500.0, *(w * 1000 for w in waits)])))
                 batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=100)
+                if beat is not None:
+                    beat.beat()
+                await lag.refresh(consumer, loop.time())
                 for tp, messages in batches.items():
                     for msg in messages:
                         prior = retrying.get(tp)
@@ -344,12 +336,50 @@ async def run_consumer(
             await producer.stop()
 
 
+class _Lag:
+    """``idrflow_consumer_lag`` per assigned partition: the end offset minus the committed offset
+    (the beginning when nothing was committed), refreshed every ``every`` seconds."""
+
+    def __init__(self, group_id: str, every: float = 5.0) -> None:
+        self.group_id = group_id
+        self.every = every
+        self.next_at = 0.0
+        self.reported: set[TopicPartition] = set()
+
+    async def refresh(self, consumer: AIOKafkaConsumer, now: float) -> None:
+        if now < self.next_at:
+            return
+        self.next_at = now + self.every
+        parts = set(consumer.assignment())
+        for tp in self.reported - parts:
+            with suppress(KeyError):
+                CONSUMER_LAG.remove(self.group_id, tp.topic, str(tp.partition))
+        self.reported = parts
+        if not parts:
+            return
+        try:
+            async with asyncio.timeout(5):
+                ends = await consumer.end_offsets(list(parts))
+                starts = await consumer.beginning_offsets(list(parts))
+                for tp in parts:
+                    committed = await consumer.committed(tp)
+                    base = committed if committed is not None else starts.get(tp, 0)
+                    lag = max(0, ends.get(tp, 0) - base)
+                    CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(lag)
+        except Exception as exc:  # the broker is busy or away: the next refresh tries again
+            log.debug("%s: consumer lag not refreshed: %s", self.group_id, exc)
+
+
 @asynccontextmanager
 async def consuming(
     *, topic: str, group_id: str, inbox: Table, handler: Handler, engine: AsyncEngine, settings: Settings
-) -> AsyncIterator[None]:
-    """Run :func:`run_consumer` in the background for the life of the block (a service's lifespan)."""
+) -> AsyncIterator[Loop]:
+    """Run :func:`run_consumer` in the background for the life of the block (a service's lifespan).
+
+    The loop is registered by its group id (:func:`shared.metrics.loop_check` reads it for
+    ``/healthz``) and yielded."""
     stop = asyncio.Event()
+    beat = Loop(group_id, "consumer")
     task = asyncio.create_task(
         run_consumer(
             topic=topic,
@@ -359,11 +389,18 @@ async def consuming(
             engine=engine,
             settings=settings,
             stop=stop,
-        )
+            beat=beat,
+        ),
+        name=f"consumer:{group_id}",
     )
+    beat.task = task
+    register_loop(beat)
     try:
-        yield
+        yield beat
     finally:
         stop.set()
-        with suppress(Exception):
-            await asyncio.wait_for(task, 10)
+        unregister_loop(beat)
+        # a loop that died (or was cancelled) does not fail the shutdown; one that hangs is cancelled
+        _, pending = await asyncio.wait([task], timeout=10)
+        for hung in pending:
+            hung.cancel()

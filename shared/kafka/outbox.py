@@ -12,6 +12,12 @@ the rows behind a failing one wait for it. A parked row no longer holds its key 
 
 When the broker itself is unreachable no row is charged an attempt: the whole relay backs off.
 Published outbox rows and processed inbox rows are pruned after ``outbox_retention_days``.
+
+Tracing: :func:`add_to_outbox` keeps the writer's W3C ``traceparent`` in the row's JSON, beside the
+envelope (``"_headers"``; the envelope itself has no free-form field); the relay publishes each row
+in a producer span continuing it and puts that span's ``traceparent`` in the Kafka headers. With
+``IDRFLOW_RELAY_PORT`` the relay process answers ``/healthz`` (its loop alive and not stuck) and
+``/metrics`` (publishes, failures, every outbox's lag).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnknownTopicOrPartitionError,
 )
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import Table, and_, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -36,7 +43,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import unit_of_work
 from shared.events import Envelope, topic_for
+from shared.metrics import RELAY_FAILURES, RELAY_PUBLISHED, Loop, register_loop, unregister_loop
 from shared.settings import Settings, get_settings
+from shared.tracing import configure_tracing, context_from, current_headers, kafka_headers, tracer
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +76,30 @@ async def add_to_outbox(session: AsyncSession, outbox: Table, envelope: Envelope
             message_key=f"{envelope.tenant_id}:{envelope.claim_id}",
             event_type=envelope.event_type,
             tenant_id=envelope.tenant_id,
-            envelope=envelope.model_dump(mode="json"),
+            envelope=with_trace_headers(envelope.model_dump(mode="json")),
         )
         .on_conflict_do_nothing(index_elements=[outbox.c.event_id])
     )
     result = await session.execute(stmt)
     return bool(getattr(result, "rowcount", 0))
+
+
+TRACE_KEY = "_headers"
+
+
+def with_trace_headers(envelope_json: dict[str, Any]) -> dict[str, Any]:
+    """The envelope's JSON plus the current ``traceparent`` under ``"_headers"`` (when there is a span)."""
+    carrier = current_headers()
+    return {**envelope_json, TRACE_KEY: carrier} if carrier else envelope_json
+
+
+def split_trace_headers(stored: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """An outbox row's JSON as (envelope JSON, trace headers)."""
+    data = dict(stored)
+    carrier = data.pop(TRACE_KEY, None)
+    if not isinstance(carrier, dict):
+        return data, {}
+    return data, {str(k): str(v) for k, v in carrier.items()}
 
 
 def retry_delay(attempts: int, base: float, cap: float) -> float:
@@ -138,11 +165,30 @@ async def relay_once(
         failed: list[tuple[Any, BaseException]] = []
         for row in rows:
             try:
-                value = Envelope.model_validate(row.envelope).to_bytes()
-                future = await asyncio.wait_for(
-                    producer.send(row.topic, value=value, key=row.message_key.encode()),
-                    s.relay_send_timeout_seconds,
-                )
+                data, carrier = split_trace_headers(row.envelope)
+                with tracer().start_as_current_span(
+                    f"publish {row.topic}",
+                    context=context_from(carrier),
+                    kind=SpanKind.PRODUCER,
+                    record_exception=False,  # a validation error may quote the row
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.destination.name": row.topic,
+                        "messaging.message.id": str(data.get("event_id", "")),
+                        "idrflow.event_type": str(data.get("event_type", ""))[:100],
+                        "idrflow.outbox": outbox.fullname,
+                    },
+                ):
+                    value = Envelope.model_validate(data).to_bytes()
+                    future = await asyncio.wait_for(
+                        producer.send(
+                            row.topic,
+                            value=value,
+                            key=row.message_key.encode(),
+                            headers=kafka_headers(current_headers()),
+                        ),
+                        s.relay_send_timeout_seconds,
+                    )
                 sent.append((row, future))
             except TimeoutError:
                 why = f"no answer in {s.relay_send_timeout_seconds:g}s (a missing topic? the broker?)"
@@ -164,6 +210,9 @@ async def relay_once(
             await session.execute(
                 update(outbox).where(outbox.c.id.in_(published)).values(published_at=datetime.now(UTC))
             )
+            RELAY_PUBLISHED.labels(outbox.fullname).inc(len(published))
+        if failed:
+            RELAY_FAILURES.labels(outbox.fullname).inc(len(failed))
         failed_at = datetime.now(UTC)
         for row, problem in failed:
             attempts = row.attempts + 1
@@ -263,12 +312,62 @@ async def run_relay(
 ) -> None:
     """Drain every outbox until ``stop`` is set; prune old rows now and then.
 
-    Each outbox is drained on its own: an error in one is logged and the others go on."""
+    Each outbox is drained on its own: an error in one is logged and the others go on. The loop is
+    registered as ``relay`` (:data:`shared.metrics.LOOPS`) and beats once a pass; with
+    ``relay_port`` set, ``/healthz`` and ``/metrics`` are served on it for the life of the loop."""
     s = settings or get_settings()
+    configure_tracing("relay", s)
+    beat = register_loop(Loop("relay", "relay", asyncio.current_task()))
+    status = await _serve_status(s, engine, outboxes, beat) if s.relay_port else None
+    try:
+        await _relay_loop(engine, outboxes, producer, poll_seconds, batch, stop, s, beat)
+    finally:
+        unregister_loop(beat)
+        if status is not None:
+            await status.cleanup()
+
+
+async def _serve_status(s: Settings, engine: AsyncEngine, outboxes: list[Table], beat: Loop) -> Any:
+    """The relay's ``/healthz`` and ``/metrics`` (aiohttp: it touches no signal handler)."""
+    from aiohttp import web
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    from shared.metrics import outbox_lag, render
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok = beat.alive(s.consumer_stall_seconds)
+        body = {"status": "ok" if ok else "unavailable", "checks": {"relay": "ok" if ok else "down"}}
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = await render("relay", engine, [outbox_lag(o) for o in outboxes])
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, s.host, s.relay_port).start()
+    log.info("relay: /healthz and /metrics on %s:%d", s.host, s.relay_port)
+    return runner
+
+
+async def _relay_loop(
+    engine: AsyncEngine,
+    outboxes: list[Table],
+    producer: AIOKafkaProducer,
+    poll_seconds: float,
+    batch: int,
+    stop: asyncio.Event,
+    s: Settings,
+    beat: Loop,
+) -> None:
     loop = asyncio.get_running_loop()
     next_prune = loop.time()
     backoff = poll_seconds
     while not stop.is_set():
+        beat.beat()
         published = 0
         broker_down = False
         for outbox in outboxes:
