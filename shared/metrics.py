@@ -25,8 +25,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -99,6 +100,20 @@ SCRAPE_ERRORS = Counter(
 def observe_alert_latency(seconds: float, channel: str = "all") -> None:
     """Record one alert delivered ``seconds`` after it was due (call when a delivery becomes sent)."""
     ALERT_LATENCY.labels(channel).observe(max(0.0, seconds))
+
+
+def observe_alert_delivered(
+    envelope: Mapping[str, Any], channel: str, sent_at: datetime | None = None
+) -> None:
+    """:func:`observe_alert_latency` for an alert envelope (its JSON) sent now (or at ``sent_at``):
+    due is the envelope's ``occurred_at``, the instant the reminder fired in the workflow."""
+    try:
+        due = datetime.fromisoformat(str(envelope["occurred_at"]))
+    except (KeyError, ValueError):
+        return
+    if due.tzinfo is None:
+        due = due.replace(tzinfo=UTC)
+    observe_alert_latency(((sent_at or datetime.now(UTC)) - due).total_seconds(), channel)
 
 
 # -- the Temporal SDK's metrics, forwarded from its buffer --------------------------------------

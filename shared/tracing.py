@@ -198,3 +198,22 @@ def worker_interceptors(client: Any) -> list[Any]:
     if any(isinstance(i, TracingInterceptor) for i in client.config().get("interceptors", ())):
         return []
     return [TracingInterceptor()]
+
+
+def delivery_span(envelope: Mapping[str, Any], channel: str) -> Any:
+    """A span for sending one stored alert, continuing the trace kept beside its envelope JSON
+    (``"_headers"``, as :func:`shared.kafka.outbox.with_trace_headers` writes it); use it as a
+    context manager around the channel call."""
+    carrier = envelope.get("_headers")
+    parent = context_from(carrier if isinstance(carrier, Mapping) else None)
+    return tracer().start_as_current_span(
+        f"deliver {channel}",
+        context=parent,
+        kind=trace.SpanKind.CLIENT,
+        record_exception=False,
+        attributes={
+            "idrflow.channel": channel,
+            "idrflow.event_id": str(envelope.get("event_id", "")),
+            "idrflow.event_type": str(envelope.get("event_type", ""))[:100],
+        },
+    )
