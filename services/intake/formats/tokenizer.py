@@ -218,7 +218,7 @@ def tokenize(text: str) -> tuple[list[Chunk], list[ParseWarning]]:
                 )
             )
             d.segment = _guess_terminator(text[after:end], sep)
-        body = text[after:end]
+        body = text[after:end].lstrip()
         segments = [sep.join(elements[:16]) + sep + elements[16]]
         segments.extend(_split_segments(body, d, warnings))
         chunks.append(Chunk(d, segments, number, elements))

@@ -46,12 +46,12 @@ class Values:
             return None
         try:
             amount = Decimal(value)
+            if amount.is_finite() and "_" not in value:
+                return amount
         except InvalidOperation:
-            amount = None
-        if amount is None or not amount.is_finite() or "_" in value:
-            self.warn("invalid_amount", f"{value[:20]!r} is not an amount", n, els[0], f"{els[0]}{k:02d}")
-            return None
-        return amount
+            pass
+        self.warn("invalid_amount", f"{value[:20]!r} is not an amount", n, els[0], f"{els[0]}{k:02d}")
+        return None
 
     def text(self, els: list[str], k: int) -> str | None:
         if k >= len(els):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from .model import Adjustment, ParsedClaim, ParseWarning, ProviderAdjustment, Remittance, ServiceLine
 from .remarks import CLAIM_STATUS, NSA_REMARK_CODES, PROCEDURE_QUALIFIERS, REVERSAL
@@ -20,6 +20,7 @@ from .x12base import Values
 ZERO = Decimal("0")
 _CODE_IN_AMOUNT = re.compile(r"([A-Z0-9]{4,5})(?:\.0+)?")
 _ENVELOPE = frozenset({"ST", "SE", "GS", "GE", "ISA", "IEA"})
+_PAD = [""] * 10
 
 
 class Parser835:
@@ -38,26 +39,53 @@ class Parser835:
         self.isa13: str | None = None
         self.skip = False
         self.handlers: dict[str, Callable[[list[str], int], None]] = {
-            "SVC": self.svc, "CAS": self.cas, "DTM": self.dtm, "CLP": self.clp, "LQ": self.lq,
-            "AMT": self.amt, "REF": self.ref, "NM1": self.nm1, "MOA": self.moa, "MIA": self.mia,
-            "N1": self.n1, "BPR": self.bpr_, "TRN": self.trn, "PLB": self.plb, "ST": self.st,
+            "SVC": self.svc, "CLP": self.clp, "LQ": self.lq, "NM1": self.nm1, "MOA": self.moa,
+            "MIA": self.mia, "N1": self.n1, "BPR": self.bpr_, "TRN": self.trn, "PLB": self.plb, "ST": self.st,
             "SE": self.se, "GS": self.gs, "ISA": self.isa,
         }  # fmt: skip
 
     # -- the loop ---------------------------------------------------------------------------------
     def feed(self, chunk: Chunk) -> None:
-        self.v.start(chunk)
+        """The hot loop: service lines, adjustments and their dates are read inline (they are most
+        of an 835's segments); everything else goes to its handler."""
+        v = self.v
+        v.start(chunk)
         sep = chunk.delimiters.element
         handlers = self.handlers
+        day = v.day
+        money = v.money
         n = chunk.first - 1
+        skip = self.skip
         for seg in chunk.segments:
             n += 1
             els = seg.split(sep)
-            if self.skip and els[0] not in _ENVELOPE:
+            tag = els[0]
+            if skip and tag not in _ENVELOPE:
                 continue
-            handler = handlers.get(els[0])
-            if handler is not None:
-                handler(els, n)
+            if tag == "CAS":
+                self.cas(els, n)
+            elif tag == "DTM":
+                if len(els) > 2:
+                    q = els[1]
+                    line = self.line
+                    if line is not None and (q == "472" or q == "150"):
+                        line.service_date = day(els[2], n, "DTM", "DTM02")
+                    else:
+                        self.dtm(els, n)
+            elif tag == "AMT":
+                line = self.line
+                if line is not None and len(els) > 2 and els[1] == "B6":
+                    line.allowed_amount = money(els, 2, n)
+            elif tag == "REF":
+                if self.line is not None and len(els) > 2 and els[1] == "6R":
+                    self.line.control_number = els[2].strip() or None
+                else:
+                    self.ref(els, n)
+            else:
+                handler = handlers.get(tag)
+                if handler is not None:
+                    handler(els, n)
+                    skip = self.skip
 
     def finish(self) -> None:
         if self.remit is not None:
@@ -181,8 +209,9 @@ class Parser835:
             )  # fmt: skip
         elif r.payment_date is None:
             v.warn(
-                "no_payment_date", "no payment date: BPR16 and DTM*405 are missing or invalid", at or n, "BPR"
-            )
+                "no_payment_date", "no payment date: BPR16 and DTM*405 are missing or invalid",
+                at or n, "BPR" if els else "CLP",
+            )  # fmt: skip
 
     # -- claims ---------------------------------------------------------------------------------
     def clp(self, els: list[str], n: int) -> None:
@@ -196,16 +225,17 @@ class Parser835:
             v.warn("no_claim_id", "the patient control number (CLP01) is empty", n, "CLP", "CLP01")
         if len(els) < 5:
             v.warn("truncated_claim", f"CLP has {len(els) - 1} of at least 4 elements", n, "CLP")
+        e = els if len(els) >= 10 else els + _PAD[: 10 - len(els)]
         claim = ParsedClaim(
-            claim_id=claim_id, payer_claim_control_number=v.text(els, 7), status=status,
+            claim_id=claim_id, payer_claim_control_number=e[7].strip() or None, status=status,
             status_label=CLAIM_STATUS.get(status or ""), reversal=status == REVERSAL,
             payer_name=r.payer_name, payer_id=r.payer_id, payee_name=r.payee_name, payee_npi=r.payee_npi,
             payee_tin=r.payee_tin, payee_id=r.payee_id, payee_id_qualifier=r.payee_id_qualifier,
-            charge_amount=v.money(els, 3, n), paid_amount=v.money(els, 4, n),
-            patient_responsibility=v.money(els, 5, n), cost_sharing=ZERO,
+            charge_amount=v.money(e, 3, n), paid_amount=v.money(e, 4, n),
+            patient_responsibility=v.money(e, 5, n) if e[5] else None, cost_sharing=ZERO,
             payment_date=r.payment_date, payment_trace_number=r.trace_number, payment_method=r.payment_method,
-            claim_filing_indicator=v.text(els, 6), facility_type_code=v.text(els, 8),
-            frequency_code=v.text(els, 9), remittance=r.index, segment=n,
+            claim_filing_indicator=e[6].strip() or None, facility_type_code=e[8].strip() or None,
+            frequency_code=e[9].strip() or None, remittance=r.index, segment=n,
         )  # fmt: skip
         if status is not None and status not in CLAIM_STATUS:
             v.warn("unknown_status", f"claim status {status[:4]!r} is not a CLP02 code", n, "CLP", "CLP02")
@@ -239,6 +269,25 @@ class Parser835:
             self.v.warn("orphan", "a service line outside any claim was ignored", n, "SVC")
             return
         v = self.v
+        comp = v.component
+        if len(els) > 3 and comp in els[1]:  # the fast path: a well-formed line
+            try:
+                charge, paid = Decimal(els[2]), Decimal(els[3])
+                units = Decimal(els[5]) if len(els) > 5 and els[5] else None
+            except InvalidOperation:
+                charge = paid = units = None
+            if charge is not None and paid is not None and charge.is_finite() and paid.is_finite():
+                if units is None or units.is_finite():
+                    parts = els[1].split(comp)
+                    line = ServiceLine(
+                        len(c.service_lines) + 1, parts[1] or None, parts[0] or None,
+                        [m for m in parts[2:6] if m] if len(parts) > 2 else [],
+                        (els[4].strip() or None) if len(els) > 4 else None,
+                        charge, paid, None, units, cost_sharing=ZERO,
+                    )  # fmt: skip
+                    c.service_lines.append(line)
+                    self.line = line
+                    return
         parts = v.composite(els[1], n, "SVC", "SVC01") if len(els) > 1 else [""]
         line = ServiceLine(line_number=len(c.service_lines) + 1, cost_sharing=ZERO)
         k = 2  # where SVC02 is
@@ -269,7 +318,6 @@ class Parser835:
         if c is None:
             self.v.warn("orphan", "an adjustment outside any claim was ignored", n, "CAS")
             return
-        v = self.v
         group = els[1].strip() if len(els) > 1 else ""
         line = self.line
         target = line.adjustments if line is not None else c.adjustments
@@ -279,12 +327,16 @@ class Parser835:
             raw = els[k + 1] if k + 1 < size else ""
             if not reason and not raw:
                 continue
-            amount = v.money(els, k + 1, n)
-            if amount is None:
-                v.warn("invalid_adjustment", "an adjustment without a valid amount was ignored", n, "CAS",
-                       f"CAS{k + 1:02d}")  # fmt: skip
+            try:
+                amount = Decimal(raw)
+                if not amount.is_finite() or "_" in raw:
+                    raise InvalidOperation
+            except InvalidOperation:
+                self.v.warn("invalid_adjustment", "an adjustment without a valid amount was ignored", n,
+                            "CAS", f"CAS{k + 1:02d}")  # fmt: skip
                 continue
-            target.append(Adjustment(group, reason, amount, v.money(els, k + 2, n) if k + 2 < size else None))
+            qty = els[k + 2] if k + 2 < size else ""
+            target.append(Adjustment(group, reason, amount, self.v.money(els, k + 2, n) if qty else None))
             if group == "PR":
                 c.cost_sharing = (c.cost_sharing or ZERO) + amount
                 if line is not None:
@@ -335,10 +387,6 @@ class Parser835:
 
     def mia(self, els: list[str], n: int) -> None:
         self._remarks([els[k] for k in (5, 20, 21, 22, 23) if k < len(els)], on_line=False)
-
-    def amt(self, els: list[str], n: int) -> None:
-        if self.line is not None and len(els) > 2 and els[1] == "B6":
-            self.line.allowed_amount = self.v.money(els, 2, n)
 
     def ref(self, els: list[str], n: int) -> None:
         if len(els) < 3:
