@@ -210,9 +210,9 @@ async def relay_once(
             await session.execute(
                 update(outbox).where(outbox.c.id.in_(published)).values(published_at=datetime.now(UTC))
             )
-            RELAY_PUBLISHED.labels(outbox.fullname).inc(len(published))
+            RELAY_PUBLISHED.labels(outbox.schema or outbox.name).inc(len(published))
         if failed:
-            RELAY_FAILURES.labels(outbox.fullname).inc(len(failed))
+            RELAY_FAILURES.labels(outbox.schema or outbox.name).inc(len(failed))
         failed_at = datetime.now(UTC)
         for row, problem in failed:
             attempts = row.attempts + 1
