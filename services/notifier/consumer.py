@@ -30,7 +30,7 @@ from shared.events import (
     OpenNegotiationNoticeIssued,
     deterministic_event_id,
 )
-from shared.kafka.outbox import add_to_outbox
+from shared.kafka.outbox import add_to_outbox, with_trace_headers
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,8 @@ class AlertHandler:
                     "status": "pending",
                     "attempts": 0,
                     "next_attempt_at": now,
-                    "envelope": env.model_dump(mode="json"),
+                    # the consumer span's traceparent rides along: the send continues the trace
+                    "envelope": with_trace_headers(env.model_dump(mode="json")),
                     "updated_at": now,
                 }
             )

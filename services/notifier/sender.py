@@ -40,7 +40,10 @@ from services.notifier.models import deliveries
 from services.notifier.service import render_alert
 from shared.db import unit_of_work
 from shared.events import Envelope
+from shared.kafka.outbox import split_trace_headers
+from shared.metrics import observe_alert_delivered
 from shared.settings import Settings
+from shared.tracing import delivery_span
 
 log = logging.getLogger(__name__)
 
@@ -204,14 +207,16 @@ class DeliverySender:
         if channel is None:
             return Outcome("permanent", f"no channel {c.channel!r} in this notifier", "unknown channel")
         try:
-            message = render_alert(Envelope.model_validate(c.envelope), self.settings)
+            envelope, _ = split_trace_headers(c.envelope)
+            message = render_alert(Envelope.model_validate(envelope), self.settings)
         except Exception as exc:
             reason = f"the alert cannot be rendered ({type(exc).__name__})"
             return Outcome("permanent", reason, reason)
         deadline = send_deadline(self.settings, c.channel)
         try:
-            async with asyncio.timeout(deadline):
-                provider_id = await channel.send(c.target, message)
+            with delivery_span(c.envelope, c.channel):
+                async with asyncio.timeout(deadline):
+                    provider_id = await channel.send(c.target, message)
         except RateLimited as exc:
             return Outcome("rate_limited", str(exc)[:2000], "rate limited", exc.retry_after)
         except PermanentDeliveryError as exc:
@@ -312,6 +317,7 @@ class DeliverySender:
                     log.warning("delivery %s: could not record its outcome: %s", c.id, type(exc).__name__)
                     await asyncio.sleep(0.5 * 2**attempt)
             if outcome.kind == "sent":
+                observe_alert_delivered(c.envelope, c.channel)
                 log.info("alert %s for claim %s sent by %s", c.event_id, c.claim_id, c.channel)
         finally:
             self._busy.discard(c.key)
