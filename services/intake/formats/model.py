@@ -157,7 +157,8 @@ class ParsedClaim:
     frequency_code: str | None = None  # CLM05-3 / CLP09
     claim_filing_indicator: str | None = None  # CLP06 / SBR09
     adjustments: list[Adjustment] = field(default_factory=list)  # claim-level only
-    remark_codes: list[str] = field(default_factory=list)  # MOA, MIA and the lines' LQ*HE
+    remark_codes: list[str] = field(default_factory=list)  # claim level: MOA, MIA (lines have their own)
+    # NSA remark codes found on the claim or any of its lines
     nsa_remark_codes: list[str] = field(default_factory=list)
     repricing: Repricing | None = None
     service_lines: list[ServiceLine] = field(default_factory=list)

@@ -41,7 +41,7 @@ def decode(data: bytes) -> tuple[str, list[ParseWarning]]:
         encoding, data = "utf-8", data[3:]
     elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
         encoding = "utf-16"  # the codec reads the BOM and drops it
-    elif b"\x00" in data[:_SAMPLE]:
+    elif b"\x00" in data.rstrip(b"\x00")[:_SAMPLE]:  # NULs inside the text, not just padding after it
         guessed = _utf16_without_bom(data)
         if guessed is None:
             raise ParseError("binary data (NUL bytes), not X12 or JSON text", "byte 0")
