@@ -118,7 +118,7 @@ def test_two_interchanges_several_payees_reversal_plb_only() -> None:
         ("CLM-3001", "1", False, D("75.00")),
     ]
     assert [c.remittance for c in r.claims] == [0, 0, 0, 2]
-    reversal, correction, denied, other = r.claims
+    _, correction, _, other = r.claims
     # payee by tax id (FI) in the first transaction, by NPI in the second interchange
     assert (correction.payee_tin, correction.payee_npi, correction.payee_id_qualifier) == (
         "123456789",
