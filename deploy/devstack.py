@@ -109,7 +109,9 @@ class Stack:
         )
         if self.ports.temporal_ui:  # the UI's pages call the codec server from the browser
             ui = self.ports.temporal_ui
-            env["IDRFLOW_CODEC_CORS_ORIGINS"] = json.dumps([f"http://127.0.0.1:{ui}", f"http://localhost:{ui}"])
+            env["IDRFLOW_CODEC_CORS_ORIGINS"] = json.dumps(
+                [f"http://127.0.0.1:{ui}", f"http://localhost:{ui}"]
+            )
         env.update({k: v for k, v in os.environ.items() if k.startswith("IDRFLOW_")})
         env.update(self.extra_env)
         return env
@@ -200,17 +202,10 @@ class Stack:
             self.database_url = self.pg.start()
             self.record_pids()
         if not self.temporal_address:
-            argv = temporal_argv(
-                self.root / "temporal.db",
-                self.ports.temporal,
-                self.ports.temporal_ui,
-                self.temporal_namespace,
-                codec_endpoint=f"http://127.0.0.1:{self.ports.codec}",
-            )
-            self.servers["temporal"] = spawn("temporal", argv, log=self._log)
+            self._spawn_server("temporal")
             self.temporal_address = f"127.0.0.1:{self.ports.temporal}"
         if not self.kafka:
-            self.servers["broker"] = spawn("broker", broker_argv(self.ports.kafka), log=self._log)
+            self._spawn_server("broker")
             self.kafka = f"127.0.0.1:{self.ports.kafka}"
         self.record_pids()
         if "temporal" in self.servers:
@@ -221,6 +216,39 @@ class Stack:
         self.mail.start()
         self.slack = SlackSink(self.ports.slack, self.root / "slack")
         self.slack.start()
+
+    def _spawn_server(self, name: str) -> None:
+        if name == "temporal":
+            argv = temporal_argv(
+                self.root / "temporal.db",
+                self.ports.temporal,
+                self.ports.temporal_ui,
+                self.temporal_namespace,
+                codec_endpoint=f"http://127.0.0.1:{self.ports.codec}",
+            )
+        else:
+            argv = broker_argv(self.ports.kafka)
+        self.servers[name] = spawn(name, argv, log=self._log)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one of the stack's servers or services, as a crash would (chaos tests)."""
+        proc = self.servers.pop(name, None) or self.processes.pop(name, None)
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            self.record_pids()
+
+    def restart_server(self, name: str) -> None:
+        """Start a killed ``temporal`` or ``broker`` again on its port. Temporal keeps its state in
+        its database file; the local broker keeps nothing, so its topics are made again and the
+        outboxes re-published (the consumers' inboxes make what they already applied a no-op)."""
+        self._spawn_server(name)
+        self.record_pids()
+        port = self.ports.temporal if name == "temporal" else self.ports.kafka
+        wait_for_port(port, 90, self.servers[name], name)
+        if name == "broker":
+            asyncio.run(ensure_topics_with(self.kafka))
+            asyncio.run(republish_all(self.database_url))
 
     def prepare(self) -> str:
         """Migrate, create topics, seed the demo tenant; return its API key."""
@@ -389,7 +417,16 @@ def run_dev() -> None:
         if os.environ.get(k)
     }
     ports = dev_ports()
-    stack = Stack(settings.devstack_dir, ports=ports, external=external)
+    # observability: every process's spans as OTLP-JSON lines in .devstack/traces.jsonl; the relay's
+    # /healthz and /metrics (the services answer /metrics on their own ports)
+    observe = {
+        "IDRFLOW_TRACES_EXPORTER": os.environ.get("IDRFLOW_TRACES_EXPORTER", "jsonl"),
+        "IDRFLOW_TRACES_FILE": os.environ.get(
+            "IDRFLOW_TRACES_FILE", str(Path(settings.devstack_dir).resolve() / "traces.jsonl")
+        ),
+        "IDRFLOW_RELAY_PORT": os.environ.get("IDRFLOW_RELAY_PORT", "8006"),
+    }
+    stack = Stack(settings.devstack_dir, ports=ports, external=external, extra_env=observe)
     console = Console()
     stopping = False
 
@@ -422,6 +459,8 @@ def run_dev() -> None:
                         f"Temporal UI  {ui}   (payloads decrypted by codec http://127.0.0.1:{ports.codec})",
                         f"PostgreSQL   {stack.database_url}",
                         f"Kafka        {stack.kafka}",
+                        f"metrics      127.0.0.1:<port>/metrics, relay :{observe['IDRFLOW_RELAY_PORT']}",
+                        f"traces    -> {observe['IDRFLOW_TRACES_FILE']}",
                         f"mail  (SMTP 127.0.0.1:{ports.smtp})   -> {stack.root / 'mail'}/*.eml",
                         f"Slack (webhook {stack.slack.url if stack.slack else ''})",
                         f"             -> {stack.root / 'slack'}/*.json",

@@ -8,6 +8,7 @@ import email
 import email.policy
 import json
 import threading
+from collections.abc import Callable
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,6 +61,10 @@ class SlackSink:
         self.folder = folder
         self.posts: list[dict[str, Any]] = []
         self.fail_next = 0  # tests: answer 500 to this many posts
+        # tests: called with each accepted post before the answer goes back (a chaos test kills the
+        # notifier here: Slack has the post, the notifier never hears that it was accepted)
+        self.on_post: Callable[[dict[str, Any]], None] | None = None
+        self.lock = threading.Lock()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,7 +76,11 @@ class SlackSink:
                     self.end_headers()
                     self.wfile.write(b"internal_error")
                     return
-                sink.add(json.loads(body or b"{}"))
+                post = json.loads(body or b"{}")
+                with sink.lock:
+                    sink.add(post)
+                if sink.on_post is not None:
+                    sink.on_post(post)
                 self.send_response(200)
                 self.send_header("content-type", "text/plain")
                 self.end_headers()

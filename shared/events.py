@@ -172,6 +172,20 @@ class DeadLetter(EventPayload):
     original_event_type: str | None = None
 
 
+class RemittancePayment(EventPayload):
+    """A matched 835 claim (or FHIR EOB) paid money toward a claim whose initial payment idrflow
+    already knows: the plan's payment of an award or settlement. The dispute service applies it as
+    the claim's ``payment-received`` action once (the event id is the update id)."""
+
+    event_type: ClassVar[str] = "RemittancePayment"
+    topic_setting: ClassVar[str] = "topic_claims"
+    remittance_id: int
+    amount: Decimal
+    paid_on: date
+    reference: str  # the trace (check/EFT) number and the payer's claim control number
+    source: Literal["835", "fhir-eob"] = "835"
+
+
 REGISTRY: dict[str, type[EventPayload]] = {
     m.event_type: m
     for m in (
@@ -184,6 +198,7 @@ REGISTRY: dict[str, type[EventPayload]] = {
         OpenNegotiationNoticeIssued,
         OpenNegotiationNoticeDelivered,
         DeadLetter,
+        RemittancePayment,
     )
 }
 

@@ -67,10 +67,18 @@ def _with_request_id(send: Send, request_id: str) -> Send:
     return wrapped
 
 
+# integration files (835, 837, FHIR, batches) may be larger, and an X12 file in UTF-16 holds NUL
+# bytes: these paths get ``max_file_bytes`` and leave the NUL check to the parser (which decodes)
+FILE_PATHS = ("/v1/remittances", "/v1/claims/x12", "/v1/fhir/", "/v1/claims:batch")
+
+
 class RequestGuard:
-    def __init__(self, app: ASGIApp, max_body_bytes: int = 1_048_576) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int = 1_048_576, max_file_bytes: int = 52_428_800
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_file_bytes = max_file_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,8 +125,10 @@ class RequestGuard:
             )
             return
         length = headers.get(b"content-length")
-        too_big = f"body: larger than {self.max_body_bytes} bytes"
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+        is_file = path.startswith(FILE_PATHS) and not path.endswith("/apply")
+        limit = self.max_file_bytes if is_file else self.max_body_bytes
+        too_big = f"body: larger than {limit} bytes"
+        if length is not None and length.isdigit() and int(length) > limit:
             await _problem(send, path, 413, "payload-too-large", "The body is too large", too_big, "body")
             return
         if scope.get("method") not in ("POST", "PUT", "PATCH"):
@@ -132,14 +142,14 @@ class RequestGuard:
                 break
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 await _problem(send, path, 413, "payload-too-large", "The body is too large", too_big, "body")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if _NUL_BODY.search(body):
+        if not is_file and _NUL_BODY.search(body):
             await _problem(
                 send,
                 path,

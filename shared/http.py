@@ -142,7 +142,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     from shared.guard import RequestGuard
     from shared.settings import get_settings
 
-    app.add_middleware(RequestGuard, max_body_bytes=get_settings().max_body_bytes)
+    settings = get_settings()
+    app.add_middleware(
+        RequestGuard, max_body_bytes=settings.max_body_bytes, max_file_bytes=settings.max_file_bytes
+    )
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(Problem, _problem_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)

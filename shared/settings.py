@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     notifier_port: int = 8004
     temporal_ui_port: int = 8233
     max_body_bytes: int = Field(default=1_048_576, ge=1024)  # larger bodies: 413 before parsing
+    # integration files (POST /v1/remittances, /v1/claims/x12, /v1/fhir/..., /v1/claims:batch)
+    max_file_bytes: int = Field(default=52_428_800, ge=1024)
     log_format: Literal["json", "text"] = "json"  # JSON lines with correlation id, tenant and claim
     temporal_request_timeout_seconds: float = Field(default=20.0, gt=0)  # then 503 worker-unavailable
 

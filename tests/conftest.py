@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-TIERS = ("unit", "workflow", "integration", "e2e", "replay")
+TIERS = ("unit", "workflow", "integration", "e2e", "replay", "chaos")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -11,12 +11,15 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput
-from services.dispute.service import claim_recorded, record_late_event
+from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput, ClaimStatus
+from services.dispute.service import claim_recorded, record_late_event, record_refused_payment
 from services.dispute.workflows import ClaimLifecycleWorkflow
-from shared.events import ClaimAdjudicated, Envelope
+from shared.events import ClaimAdjudicated, Envelope, RemittancePayment
+from shared.http import Problem
+from shared.kafka.consumer import TransientError
+from shared.lifecycle import PaymentReceived
 from shared.settings import Settings
-from shared.temporal import IDR_CLAIM_ID, IDR_PAYER, IDR_STAGE, IDR_TENANT, claim_workflow_id
+from shared.temporal import IDR_CLAIM_ID, IDR_PAYER, IDR_STAGE, IDR_TENANT, claim_workflow_id, execute_update
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,9 @@ class ClaimEventHandler:
             raise
 
     async def __call__(self, session: AsyncSession, env: Envelope) -> None:
+        if env.event_type == RemittancePayment.event_type:
+            await self.payment(session, env)
+            return
         if env.event_type != ClaimAdjudicated.event_type:
             log.info("ignoring %s %s", env.event_type, env.event_id)
             return
@@ -85,3 +91,38 @@ class ClaimEventHandler:
                 "claim workflow %s is closed; event %s recorded but not applied", workflow_id, env.event_id
             )
         log.info("claim event %s delivered to %s", env.event_id, workflow_id)
+
+    async def payment(self, session: AsyncSession, env: Envelope) -> None:
+        """A matched 835 payment: the claim's ``payment-received`` action, applied once (the event
+        id is the update id). A claim that cannot take it now (not awaiting a payment, ended) keeps
+        the refusal on its record, for a person: never a dead letter, never silence."""
+        paid = RemittancePayment.model_validate(env.payload)
+        action = PaymentReceived(
+            actor=f"{paid.source} remittance {paid.remittance_id}",
+            received_on=paid.paid_on,
+            amount=paid.amount,
+            source="835",
+            reference=paid.reference,
+        )
+        workflow_id = claim_workflow_id(env.tenant_id, env.claim_id)
+        try:
+            await execute_update(
+                self.client,
+                workflow_id,
+                "payment_received",
+                action,
+                ClaimStatus,
+                update_id=f"remit:{env.event_id}",
+            )
+        except Problem as exc:
+            if exc.status >= 500:
+                raise TransientError(exc.detail) from exc
+            await record_refused_payment(session, env, action.model_dump(mode="json"), exc.detail)
+            log.warning(
+                "claim %s: payment from remittance %s not applied: %s",
+                workflow_id,
+                paid.remittance_id,
+                exc.detail,
+            )
+            return
+        log.info("payment from remittance %s applied to %s", paid.remittance_id, workflow_id)

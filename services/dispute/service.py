@@ -256,6 +256,21 @@ async def claim_recorded(session: AsyncSession, tenant_id: str, claim_id: str) -
 
 async def record_late_event(session: AsyncSession, env: Envelope, event_sequence: int, reason: str) -> None:
     """A claim event that cannot be applied (the lifecycle ended): on the claim's record."""
+    details = {"event_id": str(env.event_id), "event_sequence": event_sequence, "reason": reason}
+    await _record_refusal(session, env, "claim_event_after_close", f"claim event {event_sequence}", details)
+
+
+async def record_refused_payment(
+    session: AsyncSession, env: Envelope, action: dict[str, Any], reason: str
+) -> None:
+    """A matched remittance's payment the claim could not take now: on its record, for a person."""
+    details = {"event_id": str(env.event_id), **action, "reason": reason}
+    await _record_refusal(session, env, "payment_received", str(action.get("actor", "remittance")), details)
+
+
+async def _record_refusal(
+    session: AsyncSession, env: Envelope, action: str, actor: str, details: dict[str, Any]
+) -> None:
     from sqlalchemy import func
 
     mine = and_(claim_actions.c.tenant_id == env.tenant_id, claim_actions.c.claim_id == env.claim_id)
@@ -268,16 +283,12 @@ async def record_late_event(session: AsyncSession, env: Envelope, event_sequence
             tenant_id=env.tenant_id,
             claim_id=env.claim_id,
             seq=int(seq) + 1,
-            action="claim_event_after_close",
+            action=action,
             at=env.occurred_at,
-            actor=f"claim event {event_sequence}",
+            actor=actor,
             outcome="rejected",
             idempotency_key=str(env.event_id),
-            details={
-                "event_id": str(env.event_id),
-                "event_sequence": event_sequence,
-                "reason": reason,
-            },
+            details=details,
         )
         .on_conflict_do_nothing()
     )

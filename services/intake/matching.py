@@ -1,0 +1,245 @@
+"""An 835 claim (or FHIR EOB) against the claims idrflow tracks: found, applied, or kept for review.
+
+Matching, most certain first: the payer claim control number of a remittance already matched; the
+patient control number (CLP01 is the provider's own claim id, CLM01 of the 837), checked against the
+provider; else the provider (NPI or TIN), payer and billed amount. One claim found is a match;
+several are ``ambiguous``; none is ``unmatched``; Medicare and Medicaid remits are
+``not_candidate``. Nothing is dropped: every remittance claim is a row, and the unmatched and
+ambiguous ones are the review list, with their candidates.
+
+A match is applied by what the claim still lacks: its initial payment or denial (the claim's next
+event, receipt date = the day the file arrived: the open negotiation clock starts), or, once that is
+known, a payment toward an award or settlement (``RemittancePayment``, applied by the dispute
+service as the claim's ``payment-received`` action). A reversal (status 22) is kept for a person.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.batch import accept_many, outbox_row
+from services.intake.conversion import PUBLIC_PROGRAMS, Unusable, initial_payment_event
+from services.intake.formats import ParsedClaim
+from services.intake.models import claim_lines, claims, outbox, remittance_claims
+from shared.events import Envelope, RemittancePayment, deterministic_event_id
+
+REVIEW_STATES = ("unmatched", "ambiguous", "review")
+
+
+@dataclass
+class Match:
+    state: str  # matched | unmatched | ambiguous | not_candidate | review
+    claim_id: str | None = None
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+
+
+@dataclass
+class Applied:
+    state: str
+    applied_as: str | None
+    reason: str | None
+    event_id: uuid.UUID | None = None
+
+
+def natural_key(source: str, c: ParsedClaim) -> str:
+    """The same remittance claim in another file (a re-sent ERA) has the same key."""
+    parts = (
+        source,
+        c.payer_id or c.payer_name or "",
+        c.payment_trace_number or "",
+        c.payer_claim_control_number or "",
+        c.claim_id,
+        c.status or "",
+        str(c.paid_amount) if c.paid_amount is not None else "",
+    )
+    return "|".join(parts)[:400]
+
+
+def _candidate(row: Any) -> dict[str, Any]:
+    return {
+        "claim_id": row.claim_id,
+        "payer_name": row.payer_name,
+        "provider_npi": row.provider_npi,
+        "billed": str(row.billed) if getattr(row, "billed", None) is not None else None,
+        "initial_payment_received_on": (
+            row.initial_payment_received_on.isoformat() if row.initial_payment_received_on else None
+        ),
+    }
+
+
+async def find(session: AsyncSession, tenant_id: str, c: ParsedClaim) -> Match:
+    if c.claim_filing_indicator in PUBLIC_PROGRAMS:
+        return Match(
+            "not_candidate",
+            reason=f"a {PUBLIC_PROGRAMS[c.claim_filing_indicator]} remit (CLP06 {c.claim_filing_indicator}): "
+            "the federal IDR process does not apply",
+        )
+    if c.payer_claim_control_number:
+        earlier = (
+            await session.execute(
+                select(remittance_claims.c.claim_id)
+                .where(
+                    remittance_claims.c.tenant_id == tenant_id,
+                    remittance_claims.c.payer_claim_control_number == c.payer_claim_control_number,
+                    remittance_claims.c.state == "matched",
+                    remittance_claims.c.claim_id.is_not(None),
+                )
+                .limit(1)
+            )
+        ).scalar()
+        if earlier:
+            return Match(
+                "matched", earlier, reason="the payer's claim control number of an earlier remittance"
+            )
+    mine = claims.c.tenant_id == tenant_id
+    billed = (
+        select(claim_lines.c.claim_id, func.sum(claim_lines.c.billed).label("billed"))
+        .where(claim_lines.c.tenant_id == tenant_id)
+        .group_by(claim_lines.c.claim_id)
+        .subquery()
+    )
+    columns = (
+        claims.c.claim_id,
+        claims.c.payer_name,
+        claims.c.provider_npi,
+        claims.c.provider_tin,
+        claims.c.initial_payment_received_on,
+        billed.c.billed,
+    )
+    base = select(*columns).join(billed, billed.c.claim_id == claims.c.claim_id, isouter=True)
+    same = (await session.execute(base.where(mine, claims.c.claim_id == c.claim_id))).first()
+    if same is not None:
+        npi_differs = c.payee_npi is not None and c.payee_npi != same.provider_npi
+        tin_differs = c.payee_tin is not None and c.payee_tin != same.provider_tin
+        if (
+            (npi_differs or c.payee_npi is None)
+            and (tin_differs or c.payee_tin is None)
+            and (npi_differs or tin_differs)
+        ):
+            return Match(
+                "review",
+                candidates=[_candidate(same)],
+                reason="the patient control number is a tracked claim's, but the payee is another provider",
+            )
+        return Match("matched", same.claim_id, reason="the patient control number (CLP01)")
+    provider = []
+    if c.payee_npi:
+        provider.append(claims.c.provider_npi == c.payee_npi)
+    if c.payee_tin:
+        provider.append(claims.c.provider_tin == c.payee_tin)
+    if not provider:
+        return Match(
+            "unmatched", reason="no claim has this patient control number, and the payee has no NPI or TIN"
+        )
+    nearby = base.where(mine, or_(*provider))
+    if c.payer_name:
+        nearby = nearby.where(func.lower(claims.c.payer_name) == c.payer_name.lower())
+    if c.charge_amount is not None:  # the closest amounts first: the likeliest candidates
+        nearby = nearby.order_by(
+            func.abs(func.coalesce(billed.c.billed, 0) - c.charge_amount), claims.c.claim_id
+        )
+    rows = (await session.execute(nearby.limit(50))).all()
+    exact = [r for r in rows if c.charge_amount is not None and r.billed == c.charge_amount]
+    if len(exact) == 1:
+        return Match("matched", exact[0].claim_id, reason="the provider, payer and billed amount")
+    if len(exact) > 1:
+        return Match(
+            "ambiguous",
+            candidates=[_candidate(r) for r in exact[:10]],
+            reason=f"{len(exact)} claims of this provider and payer have the billed amount {c.charge_amount}",
+        )
+    return Match(
+        "unmatched",
+        candidates=[_candidate(r) for r in rows[:5]],
+        reason="no tracked claim has this patient control number, or this provider, payer and billed amount",
+    )
+
+
+async def apply(
+    session: AsyncSession,
+    tenant_id: str,
+    remittance_id: int,
+    c: ParsedClaim,
+    claim_id: str,
+    received_on: date,
+    source: str,
+) -> Applied:
+    """Apply a matched remittance claim to ``claim_id`` in the caller's transaction."""
+    stored = (
+        await session.execute(
+            select(claims).where(claims.c.tenant_id == tenant_id, claims.c.claim_id == claim_id)
+        )
+    ).first()
+    if stored is None:
+        return Applied("unmatched", None, f"claim {claim_id!r} is not tracked")
+    if c.reversal:
+        return Applied(
+            "review",
+            None,
+            "a reversal (CLP02 22) of an earlier payment: check the claim's payments and record "
+            "the correction",
+        )
+    if stored.initial_payment_received_on is None:
+        lines = (
+            await session.execute(
+                select(claim_lines)
+                .where(claim_lines.c.tenant_id == tenant_id, claim_lines.c.claim_id == claim_id)
+                .order_by(claim_lines.c.line_number)
+            )
+        ).all()
+        try:
+            event = initial_payment_event(stored, list(lines), c, received_on)
+        except Unusable as exc:
+            return Applied("review", None, f"the initial payment cannot be recorded: {exc}")
+        [result] = await accept_many(tenant_id, [(event, f"remittance:{remittance_id}")], session=session)
+        if result.result == "rejected":
+            return Applied("review", None, result.reason)
+        what = "denial" if (c.paid_amount or Decimal(0)) == 0 else "initial payment"
+        return Applied(
+            "matched",
+            "initial_payment",
+            f"the {what} of claim {claim_id}, received {received_on.isoformat()}: "
+            "the open negotiation clock starts",
+            uuid.UUID(str(result.body["event_id"])),
+        )
+    amount = c.paid_amount or Decimal(0)
+    if amount <= 0:
+        return Applied(
+            "matched", None, "no payment in this remittance claim; the claim's initial payment is known"
+        )
+    paid_on = c.payment_date or received_on
+    reference = (
+        "/".join(x for x in (c.payment_trace_number, c.payer_claim_control_number) if x)
+        or f"remittance {remittance_id}"
+    )
+    event_id = deterministic_event_id("intake", tenant_id, "remittance", str(remittance_id))
+    envelope = Envelope.wrap(
+        RemittancePayment(
+            remittance_id=remittance_id,
+            amount=amount,
+            paid_on=paid_on,
+            reference=reference[:200],
+            source="fhir-eob" if source == "fhir-eob" else "835",
+        ),
+        tenant_id=tenant_id,
+        claim_id=claim_id,
+        event_id=event_id,
+    )
+    await session.execute(
+        insert(outbox).values(outbox_row(envelope)).on_conflict_do_nothing(index_elements=[outbox.c.event_id])
+    )
+    return Applied(
+        "matched",
+        "payment",
+        f"a payment of {amount} on {paid_on.isoformat()} toward claim {claim_id} (award or settlement)",
+        event_id,
+    )
