@@ -40,7 +40,7 @@ def generate_835(n: int, seed: int = 11) -> tuple[bytes, list[tuple[str, Decimal
     for i in range(n):
         charges = [Decimal(rng.randint(5000, 500000)) / 100 for _ in range(2)]
         paids = [(c * Decimal(rng.randint(10, 90)) / 100).quantize(Decimal("0.01")) for c in charges]
-        shares = [Decimal(rng.randint(0, 5000)) / 100 for _ in range(2)]
+        shares = [Decimal(rng.randint(1, 5000)) / 100 for _ in range(2)]
         charge, paid = sum(charges, Decimal(0)), sum(paids, Decimal(0))
         total += paid
         claim_id = f"PCN{i:08d}"
@@ -54,10 +54,10 @@ def generate_835(n: int, seed: int = 11) -> tuple[bytes, list[tuple[str, Decimal
         ]
         for k in range(2):
             adj = charges[k] - paids[k] - shares[k]
+            segs += [f"SVC*HC:{rng.choice(CODES)}:25*{charges[k]}*{paids[k]}**1", "DTM*472*20260105"]
+            if adj:  # x12sdk refuses an adjustment of zero
+                segs.append(f"CAS*CO*45*{adj}")
             segs += [
-                f"SVC*HC:{rng.choice(CODES)}:25*{charges[k]}*{paids[k]}**1",
-                "DTM*472*20260105",
-                f"CAS*CO*45*{adj}",
                 f"CAS*PR*2*{shares[k]}",
                 f"REF*6R*{i}-{k}",
                 f"AMT*B6*{paids[k] + shares[k]}",

@@ -271,6 +271,9 @@ class Parser835:
         v = self.v
         comp = v.component
         if len(els) > 3 and comp in els[1]:  # the fast path: a well-formed line
+            charge: Decimal | None
+            paid: Decimal | None
+            units: Decimal | None
             try:
                 charge, paid = Decimal(els[2]), Decimal(els[3])
                 units = Decimal(els[5]) if len(els) > 5 and els[5] else None
