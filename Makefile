@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit bench lint fmt clean
+.PHONY: install run test test-unit bench lint fmt clean fuzz
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ test-unit: install
 bench: install
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.rules_bench
 	$(BIN)/python -m bench.worklist_bench
+
+# schemathesis with every check against the four services on a stack of its own (tests/fuzz/run.py);
+# bigger runs: FUZZ_ARGS="--max-examples 1000 --workers 4" make fuzz
+fuzz: install
+	$(BIN)/python -m tests.fuzz.run $(FUZZ_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

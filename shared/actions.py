@@ -16,10 +16,27 @@ from shared.idempotency import REPLAYED_RESPONSE_HEADERS, IdempotencyKey, run_id
 from shared.ids import BatchIdPath, ClaimIdPath
 from shared.lifecycle import Action, actor_of
 from shared.logs import log_claim
+from shared.openapi import v1_problems
 from shared.temporal import execute_update
 from shared.tenants import CurrentTenant
+from shared.text import ONE_LINE
 
-Actor = Annotated[str | None, Header(max_length=200, description="who acts (a person's name or email)")]
+Actor = Annotated[
+    str | None,
+    Header(max_length=200, pattern=ONE_LINE, description="who acts (a person's name or email)"),
+]
+
+
+# an action: malformed JSON, no such claim or batch, refused now (or a reused key), no worker
+ACTION_PROBLEMS = v1_problems(
+    400,
+    404,
+    409,
+    503,
+    _404="No such claim or batch for this tenant",
+    _409="The action is not possible now (the reason says why), or the Idempotency-Key was first "
+    "used with another request",
+)
 
 
 def add_update_route(
@@ -73,5 +90,8 @@ def add_update_route(
         methods=["POST"],
         response_model=result,
         summary=summary,
-        responses={200: {"description": "The action's result", "headers": REPLAYED_RESPONSE_HEADERS}},
+        responses={
+            200: {"description": "The action's result", "headers": REPLAYED_RESPONSE_HEADERS},
+            **ACTION_PROBLEMS,
+        },
     )

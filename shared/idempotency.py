@@ -46,10 +46,15 @@ MAX_KEY_LENGTH = 200
 STORED_PROBLEMS = frozenset({"action-rejected"})
 _PRINTABLE = re.compile(r"[\x20-\x7e]+")
 
+# the same rule as validate_key, for the OpenAPI document and FastAPI's own check of the header
+KEY_PATTERN = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$"
+
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias=KEY_HEADER,
+        max_length=MAX_KEY_LENGTH,
+        pattern=KEY_PATTERN,
         description=(
             "Makes a retry safe: the same key with the same body returns the first answer again "
             f"(with `{REPLAYED_HEADER}: true`); the same key with another body is a 409. "
@@ -164,18 +169,22 @@ class _Claim:
     async def take(self) -> Any:
         """None when this request claimed the key; else the row of the earlier request."""
         t = self.table
-        async with unit_of_work(self.engine) as session:
-            stmt = insert(t).values(
-                tenant_id=self.tenant_id,
-                key=self.key,
-                path=self.path,
-                request_sha256=self.digest,
-                update_id=self.update_id,
-            )
-            inserted = (await session.execute(stmt.on_conflict_do_nothing().returning(t.c.key))).first()
-            if inserted is not None:
-                return None
-            return (await session.execute(select(t).where(self._row()))).one()
+        stmt = insert(t).values(
+            tenant_id=self.tenant_id,
+            key=self.key,
+            path=self.path,
+            request_sha256=self.digest,
+            update_id=self.update_id,
+        )
+        while True:
+            async with unit_of_work(self.engine) as session:
+                inserted = (await session.execute(stmt.on_conflict_do_nothing().returning(t.c.key))).first()
+                if inserted is not None:
+                    return None
+                row = (await session.execute(select(t).where(self._row()))).first()
+                if row is not None:
+                    return row
+            # the twin that held the key released it in between (its request was refused): try again
 
     async def complete(self, answer: Answer) -> Answer:
         """Store the answer; if a twin stored one first, that one is the answer."""

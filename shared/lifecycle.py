@@ -4,15 +4,26 @@ child workflow's contract."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
+from shared.ids import CLAIM_ID
+from shared.openapi import JsonBool, JsonInt, Money, PositiveMoney, date_schema, money_schema, parse_date
 from shared.rules.calendar import FIRST_YEAR, LAST_YEAR
-from shared.text import FREE_TEXT_FIELDS, check_text
+from shared.text import FREE_TEXT_FIELDS, check_text, text_patterns
 
 CALENDAR_FIRST = date(FIRST_YEAR, 1, 1)
 CALENDAR_LAST = date(LAST_YEAR, 12, 31)
@@ -28,8 +39,62 @@ def in_calendar(day: date) -> date:
     return day
 
 
-# every date an action or a claim event carries: refused with 422 when no deadline could be planned
-CalendarDate = Annotated[date, AfterValidator(in_calendar)]
+# every date an action or a claim event carries: refused with 422 when no deadline could be planned;
+# YYYY-MM-DD only, and the OpenAPI pattern names the calendar's years
+CalendarDate = Annotated[
+    date,
+    BeforeValidator(parse_date),
+    AfterValidator(in_calendar),
+    WithJsonSchema(date_schema(FIRST_YEAR, LAST_YEAR)),
+]
+
+LINE_KEY = r"^[1-9][0-9]{0,2}$"  # a line number as an object key: 1..999
+_LINE_KEY = re.compile(LINE_KEY)
+_CLAIM_KEY = re.compile(CLAIM_ID)
+
+
+def _line_key(value: object) -> object:
+    if isinstance(value, str):
+        if not _LINE_KEY.fullmatch(value):
+            raise ValueError("a line number (1-999) is expected as the key")
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 999:
+        raise ValueError("a line number (1-999) is expected as the key")
+    return value
+
+
+def _claim_key(value: object) -> object:
+    if not isinstance(value, str) or not _CLAIM_KEY.fullmatch(value):
+        raise ValueError("a claim id (letters, digits, . _ -, at most 64) is expected as the key")
+    return value
+
+
+LineKey = Annotated[int, BeforeValidator(_line_key)]
+_OFFERS_SCHEMA = {
+    "type": "object",
+    "minProperties": 1,
+    "propertyNames": {"pattern": LINE_KEY},
+    "additionalProperties": money_schema(),
+}
+# line number -> amount, e.g. {"1": "1800.00"}
+Amounts = Annotated[
+    dict[LineKey, Money],
+    Field(min_length=1),
+    WithJsonSchema({**_OFFERS_SCHEMA, "description": "line number -> amount"}),
+]
+BatchAmounts = Annotated[
+    dict[Annotated[str, BeforeValidator(_claim_key)], Amounts],
+    Field(min_length=1),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": CLAIM_ID},
+            "additionalProperties": _OFFERS_SCHEMA,
+            "description": "claim id -> line number -> amount",
+        }
+    ),
+]
 
 
 class Stage(StrEnum):
@@ -74,7 +139,7 @@ RECOVERABLE = frozenset({Stage.FORFEITED})
 class Action(BaseModel):
     """Base of every action: who took it (a person's name or email, or a system)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=text_patterns)
     actor: str = Field(default="api", max_length=200)
 
     @field_validator("*", mode="after")
@@ -98,15 +163,12 @@ class NoticeSent(Action):
 class OfferMade(Action):
     party: Literal["provider", "payer"]
     offered_on: CalendarDate
-    amounts: dict[int, Decimal] = Field(min_length=1, description="line number -> offered amount")
+    amounts: Amounts = Field(description="line number -> offered amount")
 
 
 class Settlement(Action):
     settled_on: CalendarDate
-    amount: Decimal = Field(
-        ge=0,
-        max_digits=12,
-        decimal_places=2,
+    amount: Money = Field(
         description="the total out-of-network amount agreed for the claim's items; the plan owes it minus "
         "the patient's cost sharing and its payments so far, within 30 days",
     )
@@ -143,9 +205,9 @@ class EligibilityObjection(Action):
 
 class EligibilityDecision(Action):
     decided_on: CalendarDate
-    eligible: bool
+    eligible: JsonBool
     reason: str | None = Field(default=None, max_length=2000)
-    improperly_batched: bool = Field(
+    improperly_batched: JsonBool = Field(
         default=False,
         description="ineligible only as batched: it may be resubmitted once within 4 business days",
     )
@@ -162,44 +224,42 @@ class EntityDeclined(Action):
 
 class OfferSubmitted(Action):
     submitted_on: CalendarDate
-    amounts: dict[int, Decimal] = Field(min_length=1)
+    amounts: Amounts
 
 
 class FeesPaid(Action):
     paid_on: CalendarDate
-    administrative_fee: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
-    idre_fee: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    administrative_fee: Money
+    idre_fee: Money
 
 
 class LineAward(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    line_number: int = Field(ge=1)
+    line_number: JsonInt = Field(ge=1)
     prevailing_party: Literal["provider", "payer"]
-    amount: Decimal = Field(
-        ge=0, max_digits=12, decimal_places=2, description="the out-of-network rate determined"
-    )
+    amount: Money = Field(description="the out-of-network rate determined")
 
 
 class Determination(Action):
     determined_on: CalendarDate
     lines: list[LineAward] = Field(min_length=1)
-    default: bool = False
+    default: JsonBool = False
 
 
 class PaymentReceived(Action):
     received_on: CalendarDate
-    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    amount: PositiveMoney
     source: Literal["manual", "835"] = "manual"
     reference: str | None = Field(default=None, max_length=200)
 
 
 class FeeRefundReceived(Action):
     received_on: CalendarDate
-    amount: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    amount: Money
 
 
 class ExtensionGranted(Action):
-    deadline: str
+    deadline: str = Field(min_length=1, max_length=100, description="the deadline's name")
     new_date: CalendarDate
     reference: str = Field(min_length=1, max_length=500)
 
@@ -209,7 +269,7 @@ class CoolingOffApplies(Action):
     prior_initiated_by: Literal["provider", "plan"] = Field(
         default="provider", description="only the party that initiated the prior dispute is barred"
     )
-    prior_batched: bool = Field(default=False, description="the prior dispute was a batched dispute")
+    prior_batched: JsonBool = Field(default=False, description="the prior dispute was a batched dispute")
     prior_open_negotiation_started_on: CalendarDate | None = Field(
         default=None,
         description="the prior dispute's open negotiation start: it picks the batched cooling-off rule set",
@@ -220,7 +280,7 @@ class RefundSent(Action):
     """The provider refunded what the plan paid above the amount determined."""
 
     sent_on: CalendarDate
-    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    amount: PositiveMoney
     reference: str | None = Field(default=None, max_length=200)
 
 
@@ -256,13 +316,18 @@ def actor_of(action: A, tenant_id: str, header: str | None) -> A:
 class MemberInfo(BaseModel):
     """What the batch check needs besides the claim's facts."""
 
-    model_config = ConfigDict(extra="forbid")
-    claim_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", max_length=64)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=text_patterns)
+    claim_id: str = Field(pattern=CLAIM_ID, max_length=64)
     plan_id: str | None = Field(default=None, max_length=100, description="the specific plan (self-insured)")
     condition_group: str | None = Field(
         default=None, max_length=100, description="your 'similar condition' group"
     )
     encounter_id: str | None = Field(default=None, max_length=100)
+
+    @field_validator("plan_id", "condition_group", "encounter_id")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        return None if value is None else check_text(value)
 
 
 class BatchInput(BaseModel):
@@ -279,17 +344,17 @@ class MemberJoined(Action):
 
 class BatchOfferSubmitted(Action):
     submitted_on: CalendarDate
-    amounts: dict[str, dict[int, Decimal]] = Field(min_length=1, description="claim id -> line -> offer")
+    amounts: BatchAmounts
 
 
 class BatchLineAward(LineAward):
-    claim_id: str
+    claim_id: str = Field(pattern=CLAIM_ID)
 
 
 class BatchDetermination(Action):
     determined_on: CalendarDate
     lines: list[BatchLineAward] = Field(min_length=1)
-    default: bool = False
+    default: JsonBool = False
 
 
 class MemberResult(BaseModel):

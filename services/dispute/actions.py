@@ -8,8 +8,7 @@ from fastapi import APIRouter
 
 from services.dispute.models import action_requests
 from services.dispute.schemas import ClaimStatus
-from shared.actions import add_update_route
-from shared.http import ACTION_PROBLEMS
+from shared.actions import ACTION_PROBLEMS, add_update_route
 from shared.lifecycle import (
     Action,
     Closing,

@@ -16,8 +16,8 @@ from services.dispute.models import action_requests
 from services.dispute.schemas import BatchStatus
 from services.dispute.service import claim_status
 from services.dispute.workflows import IdrBatchWorkflow
-from shared.actions import Actor, add_update_route
-from shared.http import ACTION_PROBLEMS, Problem
+from shared.actions import ACTION_PROBLEMS, Actor, add_update_route
+from shared.http import Problem
 from shared.idempotency import IdempotencyKey, run_idempotent
 from shared.ids import CLAIM_ID, BatchIdPath
 from shared.lifecycle import (

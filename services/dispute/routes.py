@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 
 from services.dispute.filters import BadCursor, ClaimFilters, stages_of
 from services.dispute.records import audit_timeline, claim_record, export_csv, worklist
@@ -16,9 +15,12 @@ from services.dispute.schemas import (
     ClaimPage,
     ClaimStatus,
     DeadlineOut,
+    EligibilityFactsIn,
+    OverrideIn,
     OverrideOut,
     ScheduleOut,
     TimelineEntry,
+    TriggersIn,
 )
 from services.dispute.service import (
     add_override,
@@ -29,25 +31,23 @@ from services.dispute.service import (
     tenant_overrides,
 )
 from shared.db import get_engine
-from shared.http import PROBLEM_JSON, Problem
+from shared.http import Problem
 from shared.ids import ClaimIdPath
+from shared.openapi import IsoDate, QueryMoney, problems, query_bool, query_int, v1_problems
 from shared.rules.batching import BatchCheck, check_batch
 from shared.rules.calendar import calendar_with
-from shared.rules.deadlines import Triggers, compute_schedule
-from shared.rules.eligibility import EligibilityFacts, EligibilityResult, screen
-from shared.rules.overrides import OverrideIn
+from shared.rules.deadlines import compute_schedule
+from shared.rules.eligibility import EligibilityResult, screen
 from shared.tenants import CurrentTenant
 
 router = APIRouter(prefix="/v1", tags=["claims"])
 
-PROBLEMS: dict[int | str, dict[str, object]] = {
-    401: {"content": {PROBLEM_JSON: {}}, "description": "Missing or unknown API key"},
-    422: {"content": {PROBLEM_JSON: {}}, "description": "Validation error naming each field and reason"},
-}
-NOT_FOUND: dict[int | str, dict[str, object]] = {
-    401: PROBLEMS[401],
-    404: {"content": {PROBLEM_JSON: {}}, "description": "No such claim for this tenant"},
-}
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,400}$"  # the shape; whether it decodes is checked by the worklist
+PROBLEMS = v1_problems()
+NOT_FOUND = v1_problems(404, _404="No such claim for this tenant")
+RULES = v1_problems(
+    400, _422="Validation error naming each field and reason, or dates the rules cannot answer for"
+)
 
 
 def claim_filters(
@@ -58,12 +58,14 @@ def claim_filters(
     provider_npi: Annotated[str | None, Query(max_length=10)] = None,
     provider_tin: Annotated[str | None, Query(max_length=9)] = None,
     service_code: Annotated[str | None, Query(max_length=16, description="claims with a line of it")] = None,
-    due_before: Annotated[date | None, Query(description="next deadline on or before (ISO date)")] = None,
-    due_after: Annotated[date | None, Query(description="next deadline on or after (ISO date)")] = None,
+    due_before: Annotated[IsoDate | None, Query(description="next deadline on or before, YYYY-MM-DD")] = None,
+    due_after: Annotated[IsoDate | None, Query(description="next deadline on or after, YYYY-MM-DD")] = None,
     min_amount_at_stake: Annotated[
-        Decimal | None, Query(ge=0, description="what the provider can still recover, at least")
+        QueryMoney | None, Query(description="what the provider can still recover, at least")
     ] = None,
-    include_final: Annotated[bool, Query(description="also claims whose lifecycle has ended")] = False,
+    include_final: Annotated[
+        bool, Query(description="also claims whose lifecycle has ended"), BeforeValidator(query_bool)
+    ] = False,
 ) -> ClaimFilters:
     return ClaimFilters(
         stages=stages_of(stage),
@@ -95,8 +97,11 @@ def _missing(claim_id: str) -> Problem:
 async def get_claims(
     tenant: CurrentTenant,
     filters: Filters,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500), BeforeValidator(query_int)] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page"),
+    ] = None,
 ) -> ClaimPage:
     """The worklist: open claims (all with ``include_final``) by urgency, next deadline first and
     claims without one last, filtered; pages by ``cursor``."""
@@ -142,11 +147,11 @@ async def get_claim_audit(claim_id: ClaimIdPath, tenant: CurrentTenant) -> list[
     return timeline
 
 
-rules = APIRouter(prefix="/v1/rules", tags=["rules"], responses=PROBLEMS)
+rules = APIRouter(prefix="/v1/rules", tags=["rules"], responses=RULES)
 
 
 @rules.post("/deadlines", response_model=ScheduleOut)
-async def post_deadlines(triggers: Triggers, tenant: CurrentTenant) -> ScheduleOut:
+async def post_deadlines(triggers: TriggersIn, tenant: CurrentTenant) -> ScheduleOut:
     """Every deadline the given trigger dates start (idr-rules Part A item 6 and Part B section 2),
     each with its rule id, rule set and a one-line explanation, after this tenant's calendar
     overrides; plus the fees when ``idr_initiated_on`` is given."""
@@ -188,9 +193,15 @@ async def post_override(override: OverrideIn, tenant: CurrentTenant, request: Re
     return OverrideOut(id=new_id, override=override, replanned=replanned)
 
 
-@rules.delete("/overrides/{override_id}", response_model=OverrideOut)
+@rules.delete(
+    "/overrides/{override_id}",
+    response_model=OverrideOut,
+    responses=problems(404, _404="No such override for this tenant"),
+)
 async def delete_override(
-    override_id: Annotated[int, Path(ge=1, le=2**63 - 1)], tenant: CurrentTenant, request: Request
+    override_id: Annotated[int, Path(ge=1, le=2**63 - 1), BeforeValidator(query_int)],
+    tenant: CurrentTenant,
+    request: Request,
 ) -> OverrideOut:
     """Remove an override; the open claims it moved plan their deadlines again (``replanned``)."""
     removed = await remove_override(tenant.tenant_id, override_id)
@@ -209,7 +220,7 @@ async def _replan(request: Request, tenant_id: str, override: OverrideIn) -> int
 
 
 @rules.post("/eligibility", response_model=EligibilityResult)
-async def post_eligibility(facts: EligibilityFacts, tenant: CurrentTenant) -> EligibilityResult:
+async def post_eligibility(facts: EligibilityFactsIn, tenant: CurrentTenant) -> EligibilityResult:
     """Screen a claim for federal IDR: ``eligible``, ``ineligible`` or ``needs_review``, with the
     reason codes of idr-rules Part B section 1.3 and the facts that drove each."""
     overrides = await tenant_overrides(tenant.tenant_id)

@@ -10,9 +10,12 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.events import ClaimAdjudicated, ClaimLine
-from shared.lifecycle import ExtensionGranted, MemberInfo, MemberResult
+from shared.lifecycle import CalendarDate, ExtensionGranted, MemberInfo, MemberResult
+from shared.openapi import JsonBool, exact_input
 from shared.rules.batching import BatchItem
-from shared.rules.overrides import OverrideIn
+from shared.rules.deadlines import Triggers
+from shared.rules.eligibility import EligibilityFacts
+from shared.rules.overrides import OverrideIn as RulesOverrideIn
 
 
 class Contract(BaseModel):
@@ -233,15 +236,27 @@ class ScheduleOut(Contract):
 
 class OverrideOut(Contract):
     id: int
-    override: OverrideIn
+    override: RulesOverrideIn
     replanned: int | None = Field(
         default=None, description="open claims told to plan their deadlines again (on add and delete)"
     )
 
 
+# the rules' models as HTTP bodies (see shared.openapi.exact_input); where the rules count business
+# days from a date, it must lie in the calendar, and the OpenAPI pattern says so
+TriggersIn = exact_input(Triggers, "Triggers")
+EligibilityFactsIn = exact_input(
+    EligibilityFacts,
+    "EligibilityFacts",
+    state=(str, Field(pattern=r"^[A-Za-z]{2}$", description="USPS state code (any case)")),
+)
+OverrideIn = exact_input(RulesOverrideIn, "OverrideIn", date_type=CalendarDate)
+BatchItemIn = exact_input(BatchItem, "BatchItem", date_type=CalendarDate)
+
+
 class BatchRequest(Contract):
-    items: list[BatchItem] = Field(max_length=1000)
-    bundled: bool = False
+    items: list[BatchItemIn] = Field(max_length=1000)  # type: ignore[valid-type]
+    bundled: JsonBool = False
 
 
 class Forfeit(Tolerant):

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal
-from typing import Annotated, Literal
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
-    StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from shared.ids import CLAIM_ID
 from shared.lifecycle import CalendarDate
+from shared.openapi import _WS_CLASS, IsoDate, JsonInt, Money, strip, stripped
 from shared.rules.eligibility import PlanType, ServiceCategory
 from shared.text import check_text
 
@@ -28,10 +30,90 @@ US_STATES = frozenset(
     "OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS GU MP PR VI".split()
 )
 
-Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
-Text = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(check_text)
+# Intake strips surrounding whitespace (Unicode White_Space) from every text value before checking
+# it; each pattern below says so, so the OpenAPI document accepts exactly what the validators do.
+_CTRL = r"\x00-\x1f\x7f"
+_EDGE = f"[^{_WS_CLASS}{_CTRL}]"  # first and last character: neither whitespace nor control
+
+
+def _text_core(max_length: int) -> str:
+    return f"{_EDGE}(?:[^{_CTRL}]{{0,{max_length - 2}}}{_EDGE})?"
+
+
+def _text_check(max_length: int, *, required: bool = True) -> BeforeValidator:
+    """One line of text: stripped, 1 (or 0) to ``max_length`` characters, no control characters."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        value = strip(value)
+        if required and not value:
+            raise ValueError("must not be empty")
+        if len(value) > max_length:
+            raise ValueError(f"at most {max_length} characters")
+        return check_text(value)
+
+    return BeforeValidator(check)
+
+
+def _text_schema(max_length: int, *, required: bool = True) -> WithJsonSchema:
+    core = _text_core(max_length) if required else f"(?:{_text_core(max_length)})?"
+    return WithJsonSchema({"type": "string", "pattern": stripped(core)})
+
+
+def _code_check(core: str, reason: str, transform: Callable[[str], str] = str) -> BeforeValidator:
+    """A code: stripped of surrounding whitespace, then it must fully match ``core``."""
+    compiled = re.compile(core)
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str) or not compiled.fullmatch(strip(value)):
+            raise ValueError(reason)
+        return transform(strip(value))
+
+    return BeforeValidator(check)
+
+
+def _code_schema(core: str, description: str | None = None) -> WithJsonSchema:
+    schema = {"type": "string", "pattern": stripped(core)}
+    if description:
+        schema["description"] = description
+    return WithJsonSchema(schema)
+
+
+def _any_case(code: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" for c in code)
+
+
+_ID = CLAIM_ID[1:-1]
+_STATES = "|".join(_any_case(s) for s in sorted(US_STATES))
+_NPI_DESCRIPTION = (
+    "10 digits whose last is the check digit (Luhn over the prefix 80840 and the first nine digits); "
+    "a wrong check digit is refused with 422"
+)
+
+Text = Annotated[str, _text_check(200), _text_schema(200)]
+MemberId = Annotated[str, _text_check(80, required=False), _text_schema(80, required=False)]
+Id = Annotated[
+    str,
+    _code_check(_ID, "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+    _code_schema(_ID),
 ]
+Npi = Annotated[
+    str, _code_check("[0-9]{10}", "an NPI is 10 digits"), _code_schema("[0-9]{10}", _NPI_DESCRIPTION)
+]
+Tin = Annotated[str, _code_check("[0-9]{9}", "a TIN is 9 digits"), _code_schema("[0-9]{9}")]
+ServiceCode = Annotated[
+    str,
+    _code_check("[A-Za-z0-9]{5}", "a CPT or HCPCS code is 5 letters or digits", str.upper),
+    _code_schema("[A-Za-z0-9]{5}"),
+]
+State = Annotated[
+    str,
+    _code_check(_STATES, "not a USPS state or territory code", str.upper),
+    _code_schema(_STATES, "USPS state or territory code (any case)"),
+]
+# the Content-Length-free twin of the other services' Idempotency-Key header
+INTAKE_KEY = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$"
 
 
 def npi_is_valid(npi: str) -> bool:
@@ -59,8 +141,8 @@ class Payer(Strict):
 
 
 class Provider(Strict):
-    npi: Annotated[str, StringConstraints(pattern=r"^\d{10}$")]
-    tin: Annotated[str, StringConstraints(pattern=r"^\d{9}$")]
+    npi: Npi
+    tin: Tin
     name: Text
 
     @field_validator("npi")
@@ -75,14 +157,14 @@ class Patient(Strict):
     """Protected health information: stored by intake only, never published."""
 
     name: Text | None = None
-    member_id: Annotated[str, StringConstraints(max_length=80)] | None = None
-    date_of_birth: date | None = None
+    member_id: MemberId | None = None
+    date_of_birth: IsoDate | None = None
 
 
 class Line(Strict):
-    service_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{5}$", to_upper=True)]
+    service_code: ServiceCode
     code_system: Literal["CPT", "HCPCS"]
-    service_date: date
+    service_date: IsoDate
     billed: Money
     paid: Money
     qpa: Money | None = None
@@ -94,16 +176,16 @@ class Line(Strict):
 
 
 class ClaimIn(Strict):
-    claim_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    source_system: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    event_sequence: int = Field(
-        default=1, ge=1, description="Order of this claim's events in the source system"
+    claim_id: Id
+    source_system: Id
+    event_sequence: JsonInt = Field(
+        default=1, ge=1, le=2**31 - 1, description="Order of this claim's events in the source system"
     )
     payer: Payer
     provider: Provider
     patient: Patient | None = None
     service_category: ServiceCategory
-    state: Annotated[str, StringConstraints(to_upper=True)]
+    state: State
     bill_sent_on: CalendarDate | None = None
     initial_payment_received_on: CalendarDate | None = Field(
         default=None,
@@ -115,13 +197,6 @@ class ClaimIn(Strict):
         description="Day the open negotiation notice was sent, if before the claim reached idrflow",
     )
     lines: list[Line] = Field(min_length=1, max_length=500)
-
-    @field_validator("state")
-    @classmethod
-    def _state(cls, v: str) -> str:
-        if v not in US_STATES:
-            raise ValueError("not a USPS state or territory code")
-        return v
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> ClaimIn:

@@ -21,13 +21,17 @@ from services.negotiation.models import action_requests
 from services.negotiation.schemas import NoticeOut, NoticeRequest
 from services.negotiation.service import find_notice, issue_notice, list_notices, notice_document
 from services.negotiation.workflows import NegotiationStatus
-from shared.actions import add_update_route
-from shared.http import ACTION_PROBLEMS
+from shared.actions import ACTION_PROBLEMS, add_update_route
 from shared.idempotency import REPLAYED_RESPONSE_HEADERS, IdempotencyKey, run_idempotent, uuid_for
 from shared.ids import ClaimIdPath
 from shared.lifecycle import NoticeSent, OfferMade, ResponseNoticeReceived, Settlement
+from shared.openapi import exact_input, problems
 from shared.temporal import claim_workflow_id, negotiation_workflow_id, query_workflow
 from shared.tenants import CurrentTenant
+
+# the Notice of IDR Initiation's body, its attestation a JSON boolean only (see shared.openapi)
+InitiationNoticeIn = exact_input(InitiationNoticeRequest, "InitiationNoticeRequest")
+NOT_FOUND = problems(404, _404="No such notice for this claim")
 
 router = APIRouter(
     prefix="/v1/claims/{claim_id}/open-negotiation", tags=["open negotiation"], responses=ACTION_PROBLEMS
@@ -76,7 +80,10 @@ async def create_notice(
 
 @router.post("/idr-initiation-notice", response_model=InitiationNoticeOut)
 async def idr_initiation_notice(
-    claim_id: ClaimIdPath, body: InitiationNoticeRequest, tenant: CurrentTenant, request: Request
+    claim_id: ClaimIdPath,
+    body: InitiationNoticeIn,  # type: ignore[valid-type]
+    tenant: CurrentTenant,
+    request: Request,
 ) -> InitiationNoticeOut:
     """The Notice of IDR Initiation for a claim in its initiation window: its required contents
     (QPA per item, the open negotiation start, plan type, state, contacts, the attestation, the
@@ -100,13 +107,17 @@ async def get_notices(claim_id: ClaimIdPath, tenant: CurrentTenant) -> list[Noti
     return await list_notices(tenant.tenant_id, claim_id)
 
 
-@router.get("/notices/{notice_id}.pdf", response_class=Response)
+@router.get(
+    "/notices/{notice_id}.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}, "description": "The notice (PDF)"}, **NOT_FOUND},
+)
 async def notice_pdf(claim_id: ClaimIdPath, notice_id: UUID, tenant: CurrentTenant) -> Response:
     row = await notice_document(tenant.tenant_id, notice_id)
     return Response(row.pdf, media_type="application/pdf", headers={"X-Content-SHA256": row.pdf_sha256})
 
 
-@router.get("/notices/{notice_id}.html", response_class=HTMLResponse)
+@router.get("/notices/{notice_id}.html", response_class=HTMLResponse, responses=NOT_FOUND)
 async def notice_html(claim_id: ClaimIdPath, notice_id: UUID, tenant: CurrentTenant) -> HTMLResponse:
     row = await notice_document(tenant.tenant_id, notice_id)
     return HTMLResponse(row.html)
