@@ -72,6 +72,26 @@ def _with_request_id(send: Send, request_id: str) -> Send:
 FILE_PATHS = ("/v1/remittances", "/v1/claims/x12", "/v1/fhir/", "/v1/claims:batch")
 
 
+def _method_allowed(scope: Scope) -> bool:
+    """False when a route has this path but not this method: the router answers 405 (with Allow)
+    before it would read the body, so the body's content cannot be what is wrong."""
+    from starlette.routing import Match
+
+    from shared.http import _leaf_routes
+
+    app = scope.get("app")
+    router = getattr(app, "router", None)
+    if router is None:
+        return True
+    path_only = False
+    for route in _leaf_routes(router.routes):
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return True
+        path_only = path_only or match == Match.PARTIAL
+    return not path_only
+
+
 class RequestGuard:
     def __init__(
         self, app: ASGIApp, max_body_bytes: int = 1_048_576, max_file_bytes: int = 52_428_800
@@ -149,7 +169,7 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if not is_file and _NUL_BODY.search(body):
+        if not is_file and _NUL_BODY.search(body) and _method_allowed(scope):
             await _problem(
                 send,
                 path,

@@ -59,6 +59,24 @@ _MONEY_HINT = (
 )
 
 
+_DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+
+
+def _money_reason(value: str, positive: bool) -> str:
+    """Why a string is not an amount, as precisely as it can be said."""
+    m = _DECIMAL.fullmatch(value)
+    if m is None:
+        return f"expected {_MONEY_HINT}"
+    sign, whole, fraction = m.groups()
+    if fraction is not None and len(fraction) > 2:
+        return "no more than 2 decimal places"
+    if len(whole.lstrip("0")) > 10:
+        return "no more than 10 digits before the decimal point"
+    if sign or (positive and re.fullmatch(MONEY, value)):
+        return "must be greater than 0" if positive else "must be greater than or equal to 0"
+    return f"expected {_MONEY_HINT}, without leading zeros"
+
+
 def _money_check(positive: bool) -> Callable[[Any], Any]:
     pattern = re.compile(POSITIVE_MONEY if positive else MONEY)
 
@@ -78,9 +96,7 @@ def _money_check(positive: bool) -> Callable[[Any], Any]:
         if isinstance(value, str):
             if pattern.fullmatch(value):
                 return Decimal(value)
-            if positive and re.fullmatch(MONEY, value):
-                raise ValueError("must be greater than 0")
-            raise ValueError(f"expected {_MONEY_HINT}")
+            raise ValueError(_money_reason(value, positive))
         raise ValueError(f"expected {_MONEY_HINT}")
 
     return check
@@ -145,7 +161,7 @@ def parse_date(value: Any) -> Any:
         try:
             return date.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"{value} is not a day of the calendar") from None
+            raise ValueError(f"{value} is not a valid date") from None
     raise ValueError("expected a date as YYYY-MM-DD")
 
 
