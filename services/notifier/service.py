@@ -10,6 +10,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shared.events import (
     ClaimCorrectionRejected,
+    DeadLetter,
     DeadlineApproaching,
     DeadlineMissed,
     Envelope,
@@ -22,6 +23,7 @@ ALERT_TYPES = (
     DeadlineMissed.event_type,
     PaymentOverdue.event_type,
     ClaimCorrectionRejected.event_type,
+    DeadLetter.event_type,
 )
 
 DEADLINE_LABELS = {
@@ -79,6 +81,30 @@ def render_alert(env: Envelope, settings: Settings) -> AlertMessage:
                     "claim keeps its previous facts and deadlines."
                 ),
                 "explanation": payload.reason,
+                "missed": True,
+            },
+        )
+    if isinstance(payload, DeadLetter):
+        what = payload.original_event_type or "an unreadable message"
+        dl = payload.dead_letter_id
+        return _render(
+            env,
+            settings,
+            {
+                "headline": f"NOT APPLIED: {what} for this claim is in the dead-letter queue",
+                "payer_name": "-",
+                "deadline_label": "Operations",
+                "deadline_name": payload.consumer,
+                "due_on": "-",
+                "business_days_left": None,
+                "stage": f"{payload.topic} [{payload.partition}] offset {payload.offset}",
+                "action": (
+                    f"An operator inspects it with `idrflow dlq show {dl}`, fixes the cause and replays it "
+                    f"with `idrflow dlq replay {dl}`; until then the claim does not reflect this event and "
+                    "its deadlines may be missing."
+                ),
+                "explanation": f"The {payload.consumer} consumer could never apply it "
+                f"({payload.error_type}).",
                 "missed": True,
             },
         )

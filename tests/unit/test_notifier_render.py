@@ -87,3 +87,33 @@ def test_a_payment_overdue_escalation_says_how_much_and_how_late() -> None:
     msg = render_alert(Envelope.wrap(payload, tenant_id="demo", claim_id="CLM-1001"), Settings())
     assert msg.subject.startswith("[idrflow] PAYMENT OVERDUE: $750.00 unpaid, 8 days late (notice 2)")
     assert "$1,150.00" in msg.text and "2027-03-31" in msg.text and ":red_circle:" in msg.slack_text
+
+
+def test_a_dead_letter_tells_the_operator_how_to_inspect_and_replay_it() -> None:
+    import uuid
+
+    from shared.events import DeadLetter
+
+    dead = uuid.uuid4()
+    env = Envelope.wrap(
+        DeadLetter(
+            dead_letter_id=dead,
+            consumer="dispute-claims",
+            topic="idr.claims.v1",
+            partition=2,
+            offset=41,
+            error_type="ValidationError",
+            original_event_type="ClaimAdjudicated",
+        ),
+        tenant_id="demo",
+        claim_id="CLM-1001",
+    )
+    msg = render_alert(env, Settings())
+    assert msg.subject.startswith(
+        "[idrflow] NOT APPLIED: ClaimAdjudicated for this claim is in the dead-letter"
+    )
+    assert (
+        f"idrflow dlq replay {dead}" in msg.text
+        and f"idrflow dlq show {dead}" in msg.slack_blocks[2]["text"]["text"]
+    )
+    assert "ValidationError" in msg.text and "offset 41" in msg.text
