@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,7 +44,8 @@ from shared.events import Envelope
 from shared.kafka import make_producer
 from shared.kafka.dead_letters import clean as _clean
 from shared.kafka.dead_letters import dead_letter as _dead_letter
-from shared.metrics import CONSUMER_LAG, CONSUMER_MESSAGES, Loop, register_loop, unregister_loop
+from shared.kafka.offsets import Amnesia, Lag
+from shared.metrics import CONSUMER_MESSAGES, Loop, register_loop, unregister_loop
 from shared.settings import Settings
 from shared.tracing import context_from, from_kafka_headers, tracer
 
@@ -268,7 +269,7 @@ async def run_consumer(
     if dead_letters is None and inbox.schema is not None:
         dead_letters = dead_letters_table(inbox.schema)
     loop = asyncio.get_running_loop()
-    lag = _Lag(group_id)
+    lag = Lag(group_id)
     while not stop.is_set():
         consumer = AIOKafkaConsumer(
             topic,
@@ -279,6 +280,7 @@ async def run_consumer(
         )
         producer = make_producer(settings)
         retrying: dict[TopicPartition, _Retry] = {}
+        amnesia = Amnesia(group_id)
         try:
             await consumer.start()
             await producer.start()
@@ -297,6 +299,7 @@ async def run_consumer(
                 if beat is not None:
                     beat.beat()
                 await lag.refresh(consumer, loop.time())
+                await amnesia.check(consumer, loop.time())
                 for tp, messages in batches.items():
                     for msg in messages:
                         prior = retrying.get(tp)
@@ -326,6 +329,7 @@ async def run_consumer(
                         retrying.pop(tp, None)
                         log.info("%s %s[%d]@%d %s", group_id, msg.topic, msg.partition, msg.offset, outcome)
                         await consumer.commit({TopicPartition(tp.topic, tp.partition): msg.offset + 1})
+                        amnesia.committed[tp] = msg.offset + 1
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -334,40 +338,6 @@ async def run_consumer(
         finally:
             await consumer.stop()
             await producer.stop()
-
-
-class _Lag:
-    """``idrflow_consumer_lag`` per assigned partition: the end offset minus the committed offset
-    (the beginning when nothing was committed), refreshed every ``every`` seconds."""
-
-    def __init__(self, group_id: str, every: float = 5.0) -> None:
-        self.group_id = group_id
-        self.every = every
-        self.next_at = 0.0
-        self.reported: set[TopicPartition] = set()
-
-    async def refresh(self, consumer: AIOKafkaConsumer, now: float) -> None:
-        if now < self.next_at:
-            return
-        self.next_at = now + self.every
-        parts = set(consumer.assignment())
-        for tp in self.reported - parts:
-            with suppress(KeyError):
-                CONSUMER_LAG.remove(self.group_id, tp.topic, str(tp.partition))
-        self.reported = parts
-        if not parts:
-            return
-        try:
-            async with asyncio.timeout(5):
-                ends = await consumer.end_offsets(list(parts))
-                starts = await consumer.beginning_offsets(list(parts))
-                for tp in parts:
-                    committed = await consumer.committed(tp)
-                    base = committed if committed is not None else starts.get(tp, 0)
-                    lag = max(0, ends.get(tp, 0) - base)
-                    CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(lag)
-        except Exception as exc:  # the broker is busy or away: the next refresh tries again
-            log.debug("%s: consumer lag not refreshed: %s", self.group_id, exc)
 
 
 @asynccontextmanager
