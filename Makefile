@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit bench lint fmt clean fuzz
+.PHONY: install run test test-unit bench lint fmt clean fuzz chaos
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ test-unit: install
 bench: install
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.rules_bench
 	$(BIN)/python -m bench.worklist_bench
+	$(BIN)/python -m bench.parse_bench
+
+# kill -9 each part of the stack with 1,000 claims in flight (make test runs it with 200)
+chaos: install
+	IDRFLOW_CHAOS_CLAIMS=1000 $(BIN)/python -m pytest -q -s -p no:cacheprovider -m chaos tests/chaos
 
 # schemathesis with every check against the four services on a stack of its own (tests/fuzz/run.py);
 # bigger runs: FUZZ_ARGS="--max-examples 1000 --workers 4" make fuzz
