@@ -19,6 +19,7 @@ from deploy.bootstrap import ensure_topics_with, outboxes, republish_all, seed_t
 from services.claims_cli import claims_app
 from services.codec_server import codec_app
 from services.dlq_cli import dlq_app
+from services.ingest_cli import ingest_command, remittances_app
 from services.parse_cli import parse_command
 from shared.db import get_engine
 from shared.kafka import make_producer
@@ -39,6 +40,8 @@ app.add_typer(claims_app, name="claims")
 app.add_typer(dlq_app, name="dlq")
 app.command("parse")(parse_command)
 app.add_typer(codec_app, name="codec")
+app.command("ingest")(ingest_command)
+app.add_typer(remittances_app, name="remittances")
 
 FACTORIES = {
     "intake": "services.intake.app:create_app",
