@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import formatdate, parseaddr, parsedate_to_datetime
 from typing import Any, Protocol
 
 import aiosmtplib
@@ -38,11 +38,16 @@ class RateLimited(DeliveryError):
         self.retry_after = retry_after
 
 
+Commit = Callable[[], Awaitable[None]]
+
+
 class Channel(Protocol):
     name: str
 
-    async def send(self, target: str, message: AlertMessage) -> str:
-        """Deliver ``message`` to ``target``; return the provider's message id."""
+    async def send(self, target: str, message: AlertMessage, commit: Commit | None = None) -> str:
+        """Deliver ``message`` to ``target``; return the provider's message id. ``commit`` is awaited
+        right before the step that cannot be taken back (SMTP DATA, the webhook POST): what went before
+        it (connecting, the SMTP envelope) leaves nothing at the other end if the process dies."""
         ...
 
 
@@ -52,9 +57,15 @@ class EmailChannel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def send(self, target: str, message: AlertMessage) -> str:
+    async def send(self, target: str, message: AlertMessage, commit: Commit | None = None) -> str:
         return await self.send_email(
-            target, message.subject, message.text, message.html, message.event_id, attachments=()
+            target,
+            message.subject,
+            message.text,
+            message.html,
+            message.event_id,
+            attachments=(),
+            commit=commit,
         )
 
     async def send_email(
@@ -65,6 +76,7 @@ class EmailChannel:
         html: str,
         event_id: str,
         attachments: Sequence[tuple[str, str, bytes]] = (),
+        commit: Commit | None = None,
     ) -> str:
         """Send one message; return its Message-ID (derived from the event id, so a receiving
         system can drop a repeat). ``attachments`` are (file name, MIME type, bytes)."""
@@ -84,8 +96,7 @@ class EmailChannel:
         try:
             # the timeout bounds each SMTP step; the whole exchange is bounded at three of them
             async with asyncio.timeout(3 * s.smtp_timeout_seconds):
-                await aiosmtplib.send(
-                    msg,
+                smtp = aiosmtplib.SMTP(
                     hostname=s.smtp_host,
                     port=s.smtp_port,
                     username=s.smtp_username,
@@ -93,6 +104,16 @@ class EmailChannel:
                     start_tls=s.smtp_start_tls,
                     timeout=s.smtp_timeout_seconds,
                 )
+                async with smtp:  # connected, EHLO, STARTTLS and login as configured
+                    await smtp.mail(parseaddr(s.email_from)[1])
+                    await smtp.rcpt(to)
+                    if commit is not None:
+                        await commit()  # only DATA delivers: nothing before it reaches the recipient
+                    await smtp.data(msg.as_bytes())
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            if exc.code >= 500:
+                raise PermanentDeliveryError(f"the SMTP server refused the recipient ({exc.code})") from exc
+            raise DeliveryError(f"the SMTP server deferred the recipient ({exc.code})") from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = sorted({r.code for r in exc.recipients})
             if all(code >= 500 for code in codes):
@@ -126,10 +147,12 @@ class SlackChannel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def send(self, target: str, message: AlertMessage) -> str:
+    async def send(self, target: str, message: AlertMessage, commit: Commit | None = None) -> str:
         timeout = self.settings.slack_timeout_seconds
         # no retry handlers: retries come from the delivery's schedule, never inside one call
         client = AsyncWebhookClient(target, timeout=math.ceil(timeout), retry_handlers=[])
+        if commit is not None:
+            await commit()
         async with asyncio.timeout(timeout):
             response = await client.send(text=message.slack_text, blocks=message.slack_blocks)
         status = response.status_code

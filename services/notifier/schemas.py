@@ -15,7 +15,7 @@ class Delivery(BaseModel):
     event_type: str
     channel: str
     # pending: waiting for its next attempt (next_attempt_at); failed: for good (see detail)
-    status: Literal["pending", "sending", "sent", "failed", "unconfirmed"]
+    status: Literal["pending", "claimed", "sending", "sent", "failed", "unconfirmed"]
     attempts: int
     next_attempt_at: datetime | None = None
     provider_message_id: str | None

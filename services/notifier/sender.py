@@ -3,8 +3,9 @@
 
 - A pass claims due ``pending`` rows with ``FOR UPDATE SKIP LOCKED`` (several notifiers may run),
   at most one per (channel, target) and none for a target this process is already sending to, and
-  marks them ``sending`` (attempts + 1, ``next_attempt_at`` = the end of the claim) in its own
-  transaction before any channel is called.
+  marks them ``claimed`` (attempts + 1, ``next_attempt_at`` = the end of the claim) in its own
+  transaction. Right before the step that cannot be taken back (SMTP DATA, the webhook POST; the
+  connection and the SMTP envelope come first) the row becomes ``sending``.
 - Up to ``notifier_send_concurrency`` sends run at once, each bounded by its channel's timeout, so a
   target that does not answer holds one slot for that long and every other target goes on.
 - Outcomes: ``sent``; rate limited (429: due again after its Retry-After, not counted as an
@@ -12,9 +13,11 @@
   recipient: ``failed`` at once); anything else (5xx, timeouts, connection errors): due again after
   a capped exponential backoff with jitter, ``failed`` after ``notifier_max_attempts``. A delivery
   that fails for good is logged at ERROR with ids only (no patient data, no target).
-- At most once: a row still ``sending`` after its claim expired was being sent by a process that
-  died before recording the answer. It is not sent again (a second Slack post or email is worse
-  than a missing record); it becomes ``unconfirmed`` and is reported, for a person to check.
+- At most once: a row still ``claimed`` after its claim expired belonged to a process that died
+  before anything reached the channel: it is due again. A row still ``sending`` was being sent by a
+  process that died between the irrevocable step and recording the answer (a few milliseconds). It
+  is not sent again (a second Slack post or email is worse than a missing record); it becomes
+  ``unconfirmed`` and is reported, for a person to check.
 
 New rows are picked up within ``notifier_poll_seconds``, at once when the alert consumer of the same
 process wakes the sender after its commit.
@@ -97,10 +100,14 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: Literal["sent", "rate_limited", "permanent", "retry"]
+    kind: Literal["sent", "rate_limited", "permanent", "retry", "lost"]
     detail: str  # stored on the row (the tenant sees it in GET /v1/deliveries)
     reason: str = ""  # safe for logs: no target, no message text
     retry_after: float = 0.0
+
+
+class LeaseLost(Exception):
+    """This sender's claim on a delivery expired and another took it: it must not send."""
 
 
 class DeliverySender:
@@ -129,9 +136,16 @@ class DeliverySender:
         self._wake.set()
 
     async def recover(self) -> int:
-        """Mark ``unconfirmed`` the rows whose sender died mid-send (their claim expired)."""
+        """A row whose sender died before the irrevocable step (``claimed``, its claim expired) is due
+        again; one that died during it (``sending``) is marked ``unconfirmed``: not sent again."""
         d = deliveries
         now = datetime.now(UTC)
+        async with unit_of_work(self.engine) as session:
+            await session.execute(
+                update(d)
+                .where(d.c.status == "claimed", d.c.next_attempt_at <= now, *self._mine())
+                .values(status="pending", next_attempt_at=now, updated_at=now)
+            )
         stmt = (
             update(d)
             .where(d.c.status == "sending", d.c.next_attempt_at <= now, *self._mine())
@@ -177,7 +191,7 @@ class DeliverySender:
                 update(d)
                 .where(d.c.id.in_(list(picked.values())))
                 .values(
-                    status="sending",
+                    status="claimed",
                     attempts=d.c.attempts + 1,
                     next_attempt_at=case(
                         {c: now + claim_lease(self.settings, c) for c in ("slack", "email")},
@@ -213,10 +227,26 @@ class DeliverySender:
             reason = f"the alert cannot be rendered ({type(exc).__name__})"
             return Outcome("permanent", reason, reason)
         deadline = send_deadline(self.settings, c.channel)
+
+        async def commit() -> None:
+            """``sending``: from here a crash leaves the delivery unconfirmed (never sent twice)."""
+            d = deliveries
+            async with unit_of_work(self.engine) as session:
+                mine = await session.execute(
+                    update(d)
+                    .where(d.c.id == c.id, d.c.attempts == c.attempts, d.c.status == "claimed")
+                    .values(status="sending", updated_at=datetime.now(UTC))
+                    .returning(d.c.id)
+                )
+                if mine.first() is None:
+                    raise LeaseLost(f"delivery {c.id}: its claim expired and was taken over")
+
         try:
             with delivery_span(c.envelope, c.channel):
                 async with asyncio.timeout(deadline):
-                    provider_id = await channel.send(c.target, message)
+                    provider_id = await channel.send(c.target, message, commit)
+        except LeaseLost as exc:
+            return Outcome("lost", str(exc), "claim lost")
         except RateLimited as exc:
             return Outcome("rate_limited", str(exc)[:2000], "rate limited", exc.retry_after)
         except PermanentDeliveryError as exc:
@@ -230,7 +260,10 @@ class DeliverySender:
     async def _record(self, c: Claimed, o: Outcome) -> None:
         d = deliveries
         now = datetime.now(UTC)
+        if o.kind == "lost":  # another sender owns the row now
+            return
         mine = (d.c.id == c.id, d.c.attempts == c.attempts)
+        unsent = d.c.status.in_(("claimed", "sending"))
         async with unit_of_work(self.engine) as session:
             if o.kind == "sent":  # even when a sibling presumed this sender dead: it was sent
                 await session.execute(
@@ -251,7 +284,7 @@ class DeliverySender:
                 detail = f"{o.detail}; retry after {o.retry_after:g} s"
                 await session.execute(
                     update(d)
-                    .where(*mine, d.c.status == "sending")
+                    .where(*mine, unsent)
                     .values(
                         status="pending",
                         attempts=d.c.attempts - 1,
@@ -275,7 +308,7 @@ class DeliverySender:
             due_at = None if final else now + timedelta(seconds=backoff(c.attempts, self.settings))
             await session.execute(
                 update(d)
-                .where(*mine, d.c.status == "sending")
+                .where(*mine, unsent)
                 .values(
                     status="failed" if final else "pending",
                     next_attempt_at=due_at,

@@ -211,24 +211,37 @@ async def test_every_claim_and_alert_survives_kill_9_of_each_part_in_turn(chaos_
     assert set(schemas) >= {"dispute", "negotiation", "notifier"}
     for schema in schemas:
         dead += await scalar(engine, f"select count(*) from {schema}.dead_letters")
-    unconfirmed = await scalar(
-        engine,
-        "select count(*) from notifier.deliveries where claim_id like :p and status = 'unconfirmed'",
-        p=f"CH{run}-%",
-    )
+    async with engine.connect() as conn:
+        unconfirmed = {
+            (str(r.event_id), r.channel)
+            for r in await conn.execute(
+                text(
+                    "select event_id, channel from notifier.deliveries "
+                    "where claim_id like :p and status = 'unconfirmed'"
+                ),
+                {"p": f"CH{run}-%"},
+            )
+        }
     await engine.dispose()
-
+    # an unconfirmed delivery: the notifier died in the few milliseconds between the irrevocable
+    # step and its record; it is reported, never sent twice, and may or may not have arrived
+    unconfirmed_mail = {e for e, ch in unconfirmed if ch == "email"}
+    unconfirmed_slack = sum(1 for _, ch in unconfirmed if ch == "slack")
+    lost_mail = alert_ids - set(mails)
     print(
         f"\nchaos: {CLAIMS} claims in {time.monotonic() - began:.0f} s; faults "
         + ", ".join(f"{name} ({down:.1f} s down)" for name, down in faults)
         + f"\n  alerts expected {len(alert_ids)}; emails {len(mails)} (duplicated {duplicated_mail}); "
-        f"Slack posts {len(posts)} (duplicated {duplicated_slack}); unconfirmed {unconfirmed}; "
-        f"dead letters {dead}; recovered {recovered:.1f} s after the last fault"
+        f"Slack posts {len(posts)} (duplicated {duplicated_slack}); unconfirmed {len(unconfirmed)} "
+        f"(emails of them not received: {len(lost_mail)}, Slack posts not received: "
+        f"{len(alert_ids) - len(posts)}); dead letters {dead}; recovered {recovered:.1f} s after the last fault"
     )
     assert killed_mid_send, "the Slack stand-in never killed the notifier mid-send"
-    assert set(mails) == alert_ids, "every alert emailed"
-    assert len(posts) == len(alert_ids), "every alert posted to Slack"
-    assert duplicated_mail == 0 and duplicated_slack == 0
+    assert duplicated_mail == 0 and duplicated_slack == 0, "nothing delivered twice"
+    assert lost_mail <= unconfirmed_mail, "every alert emailed, or reported unconfirmed"
+    assert len(alert_ids) - unconfirmed_slack <= len(posts) <= len(alert_ids), (
+        "every alert posted, or reported"
+    )
     assert dead == 0
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from deploy.bootstrap import seed_tenant
 from deploy.devstack import Stack
+from services.notifier.channels import Commit
 from services.notifier.consumer import AlertHandler
 from services.notifier.models import deliveries
 from services.notifier.sender import DeliverySender
@@ -27,7 +28,9 @@ class Counting:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    async def send(self, target: str, message: AlertMessage) -> str:
+    async def send(self, target: str, message: AlertMessage, commit: Commit | None = None) -> str:
+        if commit is not None:
+            await commit()
         self.sent.append(target)
         return f"<{uuid.uuid4()}@test>"
 
@@ -78,3 +81,21 @@ async def test_an_interrupted_send_is_not_repeated(stack: Stack) -> None:
     assert rows[crashed.event_id].status == "unconfirmed"
     assert "not sent again" in rows[crashed.event_id].detail
     assert rows[busy.event_id].status == "sending"  # its sender may still answer
+
+    # a delivery claimed by a process that died before anything reached the channel (connecting,
+    # the SMTP envelope): due again when its claim expires, and sent once
+    early = approaching(3).model_copy(update={"tenant_id": tenant, "event_id": uuid.uuid4()})
+    async with unit_of_work(engine) as session:
+        await handler(session, early)
+        await session.execute(
+            update(deliveries)
+            .where(deliveries.c.event_id == early.event_id)
+            .values(status="claimed", attempts=1, next_attempt_at=now - timedelta(seconds=1))
+        )
+    assert await restarted.run_once() == 1
+    assert len(channel.sent) == 2
+    async with engine.connect() as conn:
+        status = (
+            await conn.execute(select(deliveries.c.status).where(deliveries.c.event_id == early.event_id))
+        ).scalar_one()
+    assert status == "sent"
