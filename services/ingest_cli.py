@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ ApiKey = Annotated[str | None, typer.Option(envvar="IDRFLOW_API_KEY", help="the 
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 DEFAULT_URL = "http://127.0.0.1:8001"
 LEDGER = Path(".idrflow-ingest.json")
+PAGE = "/v1/remittances/unmatched?limit=500"
 
 remittances_app = typer.Typer(help="Remittance claims that matched no tracked claim.", no_args_is_help=True)
 
@@ -99,7 +101,7 @@ def _batches(items: list[Any]) -> Upload:
 def problem_of(r: httpx.Response) -> str:
     try:
         body = r.json()
-    except ValueError:
+    except ValueError:  # not JSON: a proxy's page
         body = None
     said = (body.get("detail") or body.get("title")) if isinstance(body, dict) else r.reason_phrase
     return f"HTTP {r.status_code}: {said}"
@@ -138,9 +140,6 @@ class Ledger:
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 _fail(f"--ledger {path}: not an ingest ledger ({type(exc).__name__}); move it away")
 
-    def __contains__(self, sha: str) -> bool:
-        return sha in self.files
-
     def record(self, sha: str, entry: dict[str, Any]) -> None:
         self.files[sha] = entry
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -165,7 +164,7 @@ class Run:
         except OSError as exc:
             return self._count("failed", path, f"cannot read: {exc.strerror or exc}")
         sha = hashlib.sha256(data).hexdigest()
-        if sha in self.ledger:
+        if sha in self.ledger.files:
             return self._count("skipped")
         try:
             upload = plan(data, path.name, self.profile)
@@ -234,11 +233,7 @@ def watch(run: Run, folder: Path, interval: float) -> None:
     last: dict[Path, tuple[int, int]] = {}
     handled: dict[Path, tuple[int, int]] = {}
     while True:
-        now: dict[Path, tuple[int, int]] = {}
-        for p in walk(folder):
-            with suppress(OSError):  # gone between the listing and now
-                st = p.stat()
-                now[p] = (st.st_size, st.st_mtime_ns)
+        now = {p: sig for p in walk(folder) if (sig := _signature(p))}
         for p, sig in now.items():
             if sig[0] == 0 or handled.get(p) == sig or last.get(p) != sig:  # empty, done or growing
                 continue
@@ -250,6 +245,13 @@ def watch(run: Run, folder: Path, interval: float) -> None:
                 break
         last = now
         time.sleep(interval)
+
+
+def _signature(p: Path) -> tuple[int, int] | None:
+    with suppress(OSError):  # gone between the listing and now
+        st = p.stat()
+        return st.st_size, st.st_mtime_ns
+    return None
 
 
 LABELS = {"files duplicate": "files duplicate (posted before)", "files skipped": "files skipped (ledger)",
@@ -301,6 +303,7 @@ def ingest_command(
     profile = _profile(plan_type=plan_type, service_category=service_category, state=state,
                        source_system=source_system)  # fmt: skip
     out = Console(stderr=True, highlight=False)
+    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop: the summary, like Ctrl-C
     with _client(url, api_key) as client:
         run = Run(client, Ledger(ledger), profile, retries, out)
         todo = [p for root in paths for p in walk(root)]
@@ -318,6 +321,10 @@ def ingest_command(
         print_report(report, Console(highlight=False))
     bad = sum(report["files"][k] for k in ("unreadable", "failed", "not_attempted"))
     raise typer.Exit(1 if bad else 0)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _profile(**given: str | None) -> dict[str, str]:
@@ -353,7 +360,7 @@ def remittances_unmatched(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_jso
     """The review list: remittance claims that matched no tracked claim, or several, or need a person."""
     rows: list[dict[str, Any]] = []
     with _client(url, api_key, timeout=30) as client:
-        while page := _call(client, "GET", "/v1/remittances/unmatched", params=_after(rows)).json():
+        while page := _call(client, "GET", PAGE, params={"after": rows[-1]["id"] if rows else 0}).json():
             rows += page
             if len(page) < 500:
                 break
@@ -361,17 +368,13 @@ def remittances_unmatched(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_jso
         return typer.echo(json.dumps(rows))
     table = Table(title=f"Remittance claims to review ({len(rows)})")
     for column in ("id", "claim_ref", "payer", "paid", "received_on", "state", "reason", "candidates"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column not in ("payer", "reason", "candidates"))
     for x in rows:
         top = ", ".join(str(c.get("claim_id")) for c in (x.get("candidates") or [])[:3])
         cells = (x["id"], x["claim_ref"], x.get("payer_name"), x.get("paid_amount"), x["received_on"],
                  x["state"], x.get("reason"), top)  # fmt: skip
         table.add_row(*("" if c is None else str(c) for c in cells))
     Console(highlight=False).print(table)
-
-
-def _after(rows: list[dict[str, Any]]) -> dict[str, int]:
-    return {"after": rows[-1]["id"] if rows else 0, "limit": 500}
 
 
 @remittances_app.command("apply")
