@@ -21,7 +21,7 @@ PACKAGE_DATA = (
 
 
 @pytest.fixture(scope="module")
-def wheel_files(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the wheel from a copy of the sources (setuptools writes build/ next to them)."""
     src = tmp_path_factory.mktemp("src")
     for name in ("pyproject.toml", "README.md"):
@@ -36,9 +36,58 @@ def wheel_files(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         check=True,
         timeout=180,
     )
-    (wheel,) = out.glob("idrflow-*.whl")
+    (built,) = out.glob("idrflow-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel_files(wheel: Path) -> set[str]:
     with zipfile.ZipFile(wheel) as zf:
         return set(zf.namelist())
+
+
+RENDER = """
+import sys, uuid
+from datetime import date
+from decimal import Decimal
+import services.negotiation.service as svc
+assert svc.__file__.startswith(sys.argv[1]), svc.__file__  # the installed copy, not the source tree
+from services.negotiation.schemas import NoticeRequest
+from shared.events import ClaimAdjudicated, ClaimLine
+facts = ClaimAdjudicated(
+    claim_id="CLM-1001", event_sequence=1, source_system="ehr", payer_name="Acme Health Plan",
+    plan_type="self_insured_erisa", provider_npi="1234567893", provider_tin="123456789",
+    provider_name="Metro Emergency Physicians", service_category="emergency", state="TX",
+    initial_payment_received_on=date(2026, 11, 2),
+    lines=[ClaimLine(line_number=1, service_code="99285", code_system="CPT", service_date=date(2026, 9, 28),
+                     billed=Decimal("2400.00"), paid=Decimal("350.00"))],
+)
+req = NoticeRequest.model_validate(
+    {"offer": {"1": "1500.00"}, "sender": {"name": "Jane", "email": "jane@billing.example"}}
+)
+content = svc.notice_content(facts, req, "idr@acme.example", uuid.uuid4(), date(2026, 11, 23))
+pdf = svc.render_pdf(svc.render_html(content))
+assert pdf.startswith(b"%PDF") and len(pdf) > 5000, len(pdf)
+print("rendered", len(pdf))
+"""
+
+
+def test_the_installed_wheel_renders_an_open_negotiation_notice(wheel: Path, tmp_path: Path) -> None:
+    """What the image does at its first notice: the package as installed from the wheel (not the
+    source tree) finds its templates and WeasyPrint renders the PDF."""
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)
+    done = subprocess.run(
+        [sys.executable, "-c", RENDER, str(site)],
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("rendered")
 
 
 @pytest.mark.parametrize("pattern", PACKAGE_DATA)
