@@ -240,7 +240,7 @@ async def record_remittance(
         "source": source,
         "claim_ref": c.claim_id[:100],
         "payer_claim_control_number": (c.payer_claim_control_number or "")[:100] or None,
-        "status_code": (c.status or "")[:4] or None,
+        "status_code": ((c.status or "")[:4] or None) if source == "835" else None,  # CLP02
         "reversal": c.reversal,
         "claim_filing_indicator": (c.claim_filing_indicator or "")[:4] or None,
         "payer_name": (c.payer_name or "")[:200] or None,
