@@ -240,8 +240,9 @@ class Stack:
 
     def restart_server(self, name: str) -> None:
         """Start a killed ``temporal`` or ``broker`` again on its port. Temporal keeps its state in
-        its database file; the local broker keeps nothing, so its topics are made again and the
-        outboxes re-published (the consumers' inboxes make what they already applied a no-op)."""
+        its database file; the local broker keeps nothing, so its topics are made again, the
+        outboxes re-published and the consumers started again (their inboxes make what they already
+        applied a no-op)."""
         self._spawn_server(name)
         self.record_pids()
         port = self.ports.temporal if name == "temporal" else self.ports.kafka
@@ -249,6 +250,13 @@ class Stack:
         if name == "broker":
             asyncio.run(ensure_topics_with(self.kafka))
             asyncio.run(republish_all(self.database_url))
+            # the consumers' positions point into the lost log; started again they find no committed
+            # offsets and read the re-published log from its beginning (a real Kafka never needs this)
+            consumers = [s for s in ("dispute", "negotiation", "notifier") if s in self.processes]
+            for service in consumers:
+                self.stop_service(service)
+                self.start_service(service)
+            self.wait_healthy(tuple(consumers))
 
     def prepare(self) -> str:
         """Migrate, create topics, seed the demo tenant; return its API key."""
