@@ -234,7 +234,8 @@ async def test_every_claim_and_alert_survives_kill_9_of_each_part_in_turn(chaos_
         + f"\n  alerts expected {len(alert_ids)}; emails {len(mails)} (duplicated {duplicated_mail}); "
         f"Slack posts {len(posts)} (duplicated {duplicated_slack}); unconfirmed {len(unconfirmed)} "
         f"(emails of them not received: {len(lost_mail)}, Slack posts not received: "
-        f"{len(alert_ids) - len(posts)}); dead letters {dead}; recovered {recovered:.1f} s after the last fault"
+        f"{len(alert_ids) - len(posts)}); dead letters {dead}; "
+        f"recovered {recovered:.1f} s after the last fault"
     )
     assert killed_mid_send, "the Slack stand-in never killed the notifier mid-send"
     assert duplicated_mail == 0 and duplicated_slack == 0, "nothing delivered twice"
