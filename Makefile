@@ -33,7 +33,7 @@ chaos: install
 	IDRFLOW_CHAOS_CLAIMS=1000 $(BIN)/python -m pytest -q -s -p no:cacheprovider -m chaos tests/chaos
 
 # schemathesis with every check against the four services on a stack of its own (tests/fuzz/run.py);
-# bigger runs: FUZZ_ARGS="--max-examples 1000 --workers 4" make fuzz
+# bigger runs: FUZZ_ARGS="--max-examples 1000" make fuzz
 fuzz: install
 	$(BIN)/python -m tests.fuzz.run $(FUZZ_ARGS)
 

@@ -50,7 +50,31 @@ RULES = v1_problems(
 )
 
 
+# FastAPI takes the last of a repeated scalar parameter; the OpenAPI document says each is given once
+SCALAR_QUERY = (
+    "payer",
+    "provider_npi",
+    "provider_tin",
+    "service_code",
+    "due_before",
+    "due_after",
+    "min_amount_at_stake",
+    "include_final",
+    "limit",
+    "cursor",
+)
+
+
+def _given_once(request: Request) -> None:
+    for name in SCALAR_QUERY:
+        if len(request.query_params.getlist(name)) > 1:
+            raise Problem(
+                422, "validation-error", "The request is not valid", f"{name}: give it once", field=name
+            )
+
+
 def claim_filters(
+    request: Request,
     stage: Annotated[
         list[str] | None, Query(description="one or several stages (repeat or comma-separate)")
     ] = None,
@@ -67,6 +91,7 @@ def claim_filters(
         bool, Query(description="also claims whose lifecycle has ended"), BeforeValidator(query_bool)
     ] = False,
 ) -> ClaimFilters:
+    _given_once(request)
     return ClaimFilters(
         stages=stages_of(stage),
         payer=payer,

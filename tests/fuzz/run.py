@@ -10,8 +10,8 @@ few operations where ``positive_data_acceptance`` is off because JSON Schema can
 (and says why). ``--checks all`` is not passed on purpose: on the command line it would override
 those per-operation exceptions.
 
-    make fuzz                                   # 50 examples per operation, a few minutes
-    FUZZ_ARGS="--max-examples 1000 --workers 4" make fuzz      # a long run
+    make fuzz                                   # 25 examples per operation and phase, a few minutes
+    FUZZ_ARGS="--max-examples 1000" make fuzz   # a long run (hours; --seed N to repeat one)
     .venv/bin/python -m tests.fuzz.run --service intake --seed 1 --max-examples 200
     .venv/bin/python -m tests.fuzz.run --running  # against `make run` (ports 8001-8004, .devstack)
 
@@ -137,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--max-examples", type=int, default=50, help="per operation and phase (default 50)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-examples", type=int, default=25, help="per operation and phase (default 25)")
+    # one worker: with several threads Hypothesis sometimes fails describing a lambda ("AST
+    # constructor recursion depth mismatch"), an error of the tool, not of the API
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--max-time", type=int, default=0, help="seconds per service (0: no limit)")
     parser.add_argument("--service", action="append", choices=SERVICES, help="repeat; default all four")
