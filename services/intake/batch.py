@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import orjson
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from services.intake.models import claim_events, claim_lines, claims, idempotency_keys, outbox
+from services.intake.models import idempotency_keys
 from services.intake.schemas import ClaimAccepted, ClaimIn
 from shared.db import unit_of_work
 from shared.events import ClaimAdjudicated, ClaimLine, Envelope, deterministic_event_id, topic_for
@@ -83,26 +83,27 @@ def to_event(claim: ClaimIn) -> ClaimAdjudicated:
     )
 
 
-def _claim_row(tenant_id: str, claim: ClaimIn) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant_id,
-        "claim_id": claim.claim_id,
-        "source_system": claim.source_system,
-        "latest_event_sequence": claim.event_sequence,
-        "payer_name": claim.payer.name,
-        "plan_type": claim.payer.plan_type,
-        "payer_contact_email": claim.payer.contact_email,
-        "provider_npi": claim.provider.npi,
-        "provider_tin": claim.provider.tin,
-        "provider_name": claim.provider.name,
-        "patient_name": claim.patient.name if claim.patient else None,
-        "patient_member_id": claim.patient.member_id if claim.patient else None,
-        "patient_date_of_birth": claim.patient.date_of_birth if claim.patient else None,
-        "service_category": claim.service_category,
-        "state": claim.state,
-        "bill_sent_on": claim.bill_sent_on,
-        "initial_payment_received_on": claim.initial_payment_received_on,
-    }
+def _claim_values(claim: ClaimIn) -> tuple[Any, ...]:
+    """The claim row (``intake.claims``, without the tenant) in the order of ``_CLAIM_COLUMNS``."""
+    patient = claim.patient
+    return (
+        claim.claim_id,
+        claim.source_system,
+        claim.event_sequence,
+        claim.payer.name,
+        claim.payer.plan_type,
+        claim.payer.contact_email,
+        claim.provider.npi,
+        claim.provider.tin,
+        claim.provider.name,
+        patient.name if patient else None,
+        patient.member_id if patient else None,
+        patient.date_of_birth if patient else None,
+        claim.service_category,
+        claim.state,
+        claim.bill_sent_on,
+        claim.initial_payment_received_on,
+    )
 
 
 def outbox_row(envelope: Envelope) -> dict[str, Any]:
@@ -208,32 +209,116 @@ async def _accept(
     return [results[i] for i in range(len(batch))]
 
 
+# Three statements whatever the batch size (fixed SQL: prepared once per connection, never
+# recompiled): claim the keys and record the events; write the claims, their lines and the outbox
+# rows; and, only when a key or an event sequence was taken, read the prior answers.
+_CLAIM_KEYS = """
+WITH given AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::uuid[])
+        AS g(key, request_sha256, response, claim_id, event_sequence, event_id)
+), claimed AS (
+    INSERT INTO intake.idempotency_keys (tenant_id, key, request_sha256, status_code, response)
+    SELECT $1, key, request_sha256, 202, response::jsonb FROM given
+    ON CONFLICT DO NOTHING
+    RETURNING key
+), recorded AS (
+    INSERT INTO intake.claim_events (tenant_id, claim_id, event_sequence, event_id, idempotency_key)
+    SELECT $1, g.claim_id, g.event_sequence, g.event_id, g.key FROM given g JOIN claimed c USING (key)
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+SELECT key, NULL::uuid FROM claimed UNION ALL SELECT NULL, event_id FROM recorded
+"""
+
+_CLAIM_COLUMNS = (
+    "claim_id", "source_system", "latest_event_sequence", "payer_name", "plan_type",
+    "payer_contact_email", "provider_npi", "provider_tin", "provider_name", "patient_name",
+    "patient_member_id", "patient_date_of_birth", "service_category", "state", "bill_sent_on",
+    "initial_payment_received_on",
+)  # fmt: skip
+_CLAIM_TYPES = ("text", "text", "int", *["text"] * 8, "date", "text", "text", "date", "date")
+_LINE_COLUMNS = (
+    "claim_id", "line_number", "service_code", "code_system", "service_date", "billed", "paid", "qpa",
+    "cost_sharing",
+)  # fmt: skip
+_LINE_TYPES = ("text", "smallint", "text", "text", "date", "numeric", "numeric", "numeric", "numeric")
+_OUTBOX_COLUMNS = ("event_id", "topic", "message_key", "event_type", "tenant_id", "envelope")
+
+
+def _unnest(first: int, types: tuple[str, ...], names: tuple[str, ...], alias: str) -> str:
+    params = ", ".join(f"${first + n}::{t}[]" for n, t in enumerate(types))
+    return f"unnest({params}) AS {alias}({', '.join(names)})"
+
+
+_N_CLAIM = 2
+_N_COUNT = _N_CLAIM + len(_CLAIM_COLUMNS)
+_N_LINE = _N_COUNT + 1
+_N_OUTBOX = _N_LINE + len(_LINE_COLUMNS)
+# the newest accepted event of each claim: the claim row unless it already holds a newer event;
+# where it was written, its lines replace the old ones (upserted by number, the rest deleted)
+_WRITE_ROWS = f"""
+WITH newest AS (
+    SELECT * FROM {_unnest(_N_CLAIM, (*_CLAIM_TYPES, "int"), (*_CLAIM_COLUMNS, "line_count"), "n")}
+), written AS (
+    INSERT INTO intake.claims AS c (tenant_id, {", ".join(_CLAIM_COLUMNS)})
+    SELECT $1, {", ".join(_CLAIM_COLUMNS)} FROM newest
+    ON CONFLICT (tenant_id, claim_id) DO UPDATE SET
+        {", ".join(f"{k} = excluded.{k}" for k in _CLAIM_COLUMNS[1:])}, updated_at = excluded.created_at
+    WHERE c.latest_event_sequence < excluded.latest_event_sequence
+    RETURNING c.claim_id
+), lines AS (
+    INSERT INTO intake.claim_lines (tenant_id, {", ".join(_LINE_COLUMNS)})
+    SELECT $1, {", ".join(f"x.{k}" for k in _LINE_COLUMNS)}
+    FROM {_unnest(_N_LINE, _LINE_TYPES, _LINE_COLUMNS, "x")} JOIN written w USING (claim_id)
+    ON CONFLICT (tenant_id, claim_id, line_number) DO UPDATE SET
+        {", ".join(f"{k} = excluded.{k}" for k in _LINE_COLUMNS[2:])}
+), trimmed AS (
+    DELETE FROM intake.claim_lines l USING newest n JOIN written w USING (claim_id)
+    WHERE l.tenant_id = $1 AND l.claim_id = n.claim_id AND l.line_number > n.line_count
+), published AS (
+    INSERT INTO intake.outbox ({", ".join(_OUTBOX_COLUMNS)})
+    SELECT event_id, topic, message_key, event_type, tenant_id, envelope::jsonb
+    FROM {_unnest(_N_OUTBOX, ("uuid", "text", "text", "text", "text", "text"), _OUTBOX_COLUMNS, "o")}
+    ON CONFLICT (event_id) DO NOTHING
+)
+SELECT count(*) FROM written
+"""  # noqa: S608 (no value is formatted into the SQL: column names and parameter numbers only)
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Row tuples as one list per column (the arrays ``unnest`` takes)."""
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 async def _write(
     session: AsyncSession, tenant_id: str, items: list[_Item], results: dict[int, ClaimResult]
 ) -> None:
+    conn = await session.connection()
     # claim the keys first: a concurrent twin blocks here until this transaction ends
-    new_keys = {
-        r.key
-        for r in (
-            await session.execute(
-                insert(idempotency_keys)
-                .values(
-                    [
-                        {
-                            "tenant_id": tenant_id,
-                            "key": i.key,
-                            "request_sha256": i.digest,
-                            "status_code": 202,
-                            "response": i.body,
-                        }
-                        for i in items
-                    ]
-                )
-                .on_conflict_do_nothing()
-                .returning(idempotency_keys.c.key)
-            )
-        ).all()
-    }
+    claimed = await conn.exec_driver_sql(
+        _CLAIM_KEYS,
+        (
+            tenant_id,
+            *_columns(
+                [
+                    (i.key, i.digest, _json(i.body), i.claim.claim_id, i.claim.event_sequence, i.event_id)
+                    for i in items
+                ],
+                6,
+            ),
+        ),
+    )
+    new_keys: set[str] = set()
+    taken_ok: set[Any] = set()
+    for key, event_id in cast("list[tuple[str | None, Any]]", claimed.all()):
+        if key is not None:
+            new_keys.add(key)
+        else:
+            taken_ok.add(event_id)
     old = [i for i in items if i.key not in new_keys]
     if old:
         prior = {
@@ -262,30 +347,6 @@ async def _write(
                 else _key_reused(i)
             )
     fresh = [i for i in items if i.key in new_keys]
-    if not fresh:
-        return
-    taken_ok = {
-        r.event_id
-        for r in (
-            await session.execute(
-                insert(claim_events)
-                .values(
-                    [
-                        {
-                            "tenant_id": tenant_id,
-                            "claim_id": i.claim.claim_id,
-                            "event_sequence": i.claim.event_sequence,
-                            "event_id": i.event_id,
-                            "idempotency_key": i.key,
-                        }
-                        for i in fresh
-                    ]
-                )
-                .on_conflict_do_nothing()
-                .returning(claim_events.c.event_id)
-            )
-        ).all()
-    }
     refused = [i for i in fresh if i.event_id not in taken_ok]
     if refused:
         for i in refused:
@@ -312,61 +373,36 @@ async def _write(
             or i.claim.event_sequence > newest[i.claim.claim_id].claim.event_sequence
         ):
             newest[i.claim.claim_id] = i
-    rows = [_claim_row(tenant_id, i.claim) for i in newest.values()]
-    upsert = insert(claims).values(rows)
-    updated = [k for k in rows[0] if k not in ("tenant_id", "claim_id")]
-    await session.execute(
-        upsert.on_conflict_do_update(
-            index_elements=[claims.c.tenant_id, claims.c.claim_id],
-            set_={**{k: upsert.excluded[k] for k in updated}, "updated_at": upsert.excluded.created_at},
-            where=claims.c.latest_event_sequence < upsert.excluded.latest_event_sequence,
+    claim_rows = [(*_claim_values(i.claim), len(i.claim.lines)) for i in newest.values()]
+    line_rows = [
+        (
+            i.claim.claim_id,
+            n,
+            line.service_code,
+            line.code_system,
+            line.service_date,
+            line.billed,
+            line.paid,
+            line.qpa,
+            line.cost_sharing,
         )
-    )
-    latest = {
-        r.claim_id: r.latest_event_sequence
-        for r in (
-            await session.execute(
-                select(claims.c.claim_id, claims.c.latest_event_sequence).where(
-                    claims.c.tenant_id == tenant_id, claims.c.claim_id.in_(list(newest))
-                )
-            )
-        ).all()
-    }
-    current = [i for i in newest.values() if latest.get(i.claim.claim_id) == i.claim.event_sequence]
-    if current:
-        await session.execute(
-            delete(claim_lines).where(
-                claim_lines.c.tenant_id == tenant_id,
-                claim_lines.c.claim_id.in_([i.claim.claim_id for i in current]),
+        for i in newest.values()
+        for n, line in enumerate(i.claim.lines, start=1)
+    ]
+    outbox_rows: list[tuple[Any, ...]] = []
+    for i in accepted:
+        out = outbox_row(
+            Envelope.wrap(
+                to_event(i.claim), tenant_id=tenant_id, claim_id=i.claim.claim_id, event_id=i.event_id
             )
         )
-        await session.execute(
-            insert(claim_lines),
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "claim_id": i.claim.claim_id,
-                    "line_number": n + 1,
-                    "service_code": line.service_code,
-                    "code_system": line.code_system,
-                    "service_date": line.service_date,
-                    "billed": line.billed,
-                    "paid": line.paid,
-                    "qpa": line.qpa,
-                    "cost_sharing": line.cost_sharing,
-                }
-                for i in current
-                for n, line in enumerate(i.claim.lines)
-            ],
-        )
-    await session.execute(
-        insert(outbox).on_conflict_do_nothing(index_elements=[outbox.c.event_id]),
-        [
-            outbox_row(
-                Envelope.wrap(
-                    to_event(i.claim), tenant_id=tenant_id, claim_id=i.claim.claim_id, event_id=i.event_id
-                )
-            )
-            for i in accepted
-        ],
+        outbox_rows.append((*(out[k] for k in _OUTBOX_COLUMNS[:-1]), _json(out["envelope"])))
+    await conn.exec_driver_sql(
+        _WRITE_ROWS,
+        (
+            tenant_id,
+            *_columns(claim_rows, len(_CLAIM_COLUMNS) + 1),
+            *_columns(line_rows, len(_LINE_COLUMNS)),
+            *_columns(outbox_rows, len(_OUTBOX_COLUMNS)),
+        ),
     )
