@@ -243,6 +243,13 @@ class Stack:
         its database file; the local broker keeps nothing, so its topics are made again, the
         outboxes re-published and the consumers started again (their inboxes make what they already
         applied a no-op)."""
+        # the local broker: the consumers' positions point into the lost log, and if they met the
+        # new broker first they would commit those positions there. Stopped now and started after
+        # the re-publishing, they find no committed offsets and read the new log from its beginning.
+        consumers = [s for s in ("dispute", "negotiation", "notifier") if s in self.processes]
+        if name == "broker":
+            for service in consumers:
+                self.stop_service(service)
         self._spawn_server(name)
         self.record_pids()
         port = self.ports.temporal if name == "temporal" else self.ports.kafka
@@ -250,11 +257,7 @@ class Stack:
         if name == "broker":
             asyncio.run(ensure_topics_with(self.kafka))
             asyncio.run(republish_all(self.database_url))
-            # the consumers' positions point into the lost log; started again they find no committed
-            # offsets and read the re-published log from its beginning (a real Kafka never needs this)
-            consumers = [s for s in ("dispute", "negotiation", "notifier") if s in self.processes]
             for service in consumers:
-                self.stop_service(service)
                 self.start_service(service)
             self.wait_healthy(tuple(consumers))
 
