@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -12,9 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from temporalio.service import RPCError
 
 _NAMED_REASON = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$", re.S)
 PROBLEM_BASE = "https://idrflow.dev/problems/"
+log = logging.getLogger(__name__)
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -138,6 +142,22 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem, request)
 
 
+async def _rpc_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A Temporal call outside :func:`shared.temporal._in_time` that found the server unreachable:
+    503 (retry), never a 500; any other RPC failure is logged and answered as a problem too."""
+    from shared.temporal import UNREACHABLE, temporal_unavailable
+
+    if isinstance(exc, RPCError) and exc.status in UNREACHABLE:
+        problem = temporal_unavailable()
+        assert isinstance(problem, Problem)
+        return await _problem_handler(request, problem)
+    log.error("Temporal call failed: %s", type(exc).__name__)
+    return await _problem_handler(
+        request,
+        Problem(502, "temporal-error", "The workflow service failed", "Temporal answered with an error."),
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     from shared.guard import RequestGuard
     from shared.settings import get_settings
@@ -148,6 +168,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     )
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(Problem, _problem_handler)
+    app.add_exception_handler(RPCError, _rpc_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
 
 

@@ -269,7 +269,7 @@ async def test_a_60_second_temporal_outage_loses_no_claim_and_dead_letters_nothi
             json={"reason": "outage probe"},
             headers=headers,
         )
-    assert r.status_code in (503, 404), r.text
+    assert r.status_code == 503 and r.json()["type"].endswith("temporal-unavailable"), r.text
     await asyncio.sleep(max(0.0, outage - (time.monotonic() - began)))
     down = time.monotonic() - began
     await asyncio.to_thread(stack.restart_server, "temporal")
