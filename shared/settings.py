@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     # recorded late); then its workflow completes and the forfeiture is final
     forfeiture_grace_days: int = Field(default=120, ge=0, le=3650)
     business_timezone: str = "America/New_York"
+    # each claim's reminders wake a stable, per-claim amount (0 to this many minutes) before
+    # reminder_time, never after it, so a day's reminders do not all wake at the same second
+    reminder_spread_minutes: float = Field(default=30.0, ge=0, le=720)
+    # workflows the dispute worker keeps in memory (Worker max_cached_workflows); more replay less
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
 
     # consumers and relay
     consumer_max_attempts: int = Field(
@@ -93,6 +98,9 @@ class Settings(BaseSettings):
     # a delay doubling from base to cap; the offset does not move meanwhile
     consumer_retry_base_seconds: float = Field(default=0.5, gt=0)
     consumer_retry_cap_seconds: float = Field(default=30.0, gt=0)
+    # each partition's messages in their own task (in order within a partition, so per claim);
+    # off: one message at a time across all partitions
+    consumer_partition_concurrency: bool = True
     relay_poll_seconds: float = 0.2
     relay_batch_size: int = 200
     # a row that fails to publish waits base * 2**(attempts-1) (at most cap), then is parked after

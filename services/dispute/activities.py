@@ -19,6 +19,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from services.dispute.clock import reminder_offset
 from services.dispute.models import outbox
 from services.dispute.schemas import (
     AlertRequest,
@@ -261,8 +262,14 @@ class DisputeActivities:
             )
             for d in deadlines.values()
         ]
+        window = timedelta(minutes=s.reminder_spread_minutes if req.reminder_spread else 0)
+        tenant_id, claim_id = req.tenant_id or "", req.claim_id or ""
         reminders = [
-            ReminderPlan(deadline=r.deadline, business_days_before=r.business_days_before, fire_at=r.fire_at)
+            ReminderPlan(
+                deadline=r.deadline,
+                business_days_before=r.business_days_before,
+                fire_at=r.fire_at - reminder_offset(tenant_id, claim_id, r.deadline, window, s.reminder_time),
+            )
             for name in req.remind
             if name in deadlines
             for r in reminder_schedule(

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from services.dispute.checks import ClaimChecks
-    from services.dispute.clock import ACTIVITY_TIMEOUT, RETRY
+    from services.dispute.clock import LOCAL_STEPS, step
     from services.dispute.recording import mark_recorded, record_request
     from services.dispute.schemas import (
         ActionRecord,
@@ -281,9 +281,7 @@ class ClaimChanges(ClaimChecks):
         if self._checkpoint is not None:
             return
         req = record_request(s, workflow.now(), self._active_deadline(), final=s.final)
-        await workflow.execute_activity(
-            "record_claim", req, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY, result_type=int
-        )
+        await step("record_claim", req, int, local=workflow.patched(LOCAL_STEPS))
         mark_recorded(s, req)
         active = self._active_deadline()
         workflow.upsert_search_attributes(

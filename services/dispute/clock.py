@@ -3,8 +3,10 @@ the payment escalation. Deterministic; alerts are written by an activity (record
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import hashlib
+from datetime import datetime, time, timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -24,6 +26,40 @@ with workflow.unsafe.imports_passed_through():
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+
+# workflow.patched ids (claims already running replay the commands they recorded; see tests/replay)
+# planning and writing the record run as local activities: in the workflow task that needs them, their
+# results still recorded in history (markers); the first pass plans once, with the facts' dates
+LOCAL_STEPS = "local-plan-and-record"
+# reminders wake up to reminder_spread_minutes before the reminder time, by claim (reminder_offset)
+REMINDER_SPREAD = "reminder-spread"
+
+T = TypeVar("T")
+
+
+async def step(name: str, arg: Any, result_type: type[T], *, local: bool) -> T:
+    """Run the activity ``name``: a local activity when ``local`` (patched), else a regular one."""
+    if local:
+        result: T = await workflow.execute_local_activity(
+            name, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY, result_type=result_type
+        )
+        return result
+    done: T = await workflow.execute_activity(
+        name, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY, result_type=result_type
+    )
+    return done
+
+
+def reminder_offset(tenant_id: str, claim_id: str, deadline: str, window: timedelta, at: time) -> timedelta:
+    """How long before the reminder time this claim's reminders of ``deadline`` wake: a stable hash
+    of (tenant, claim, deadline) modulo ``window`` (never more than the reminder time's distance from
+    midnight, so a reminder stays on its day), so a burst of claims does not all wake at once."""
+    since_midnight = timedelta(hours=at.hour, minutes=at.minute, seconds=at.second)
+    seconds = int(min(window, since_midnight).total_seconds())
+    if seconds <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(f"{tenant_id}\x1f{claim_id}\x1f{deadline}".encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:8], "big") % seconds)
 
 
 class ClaimClock(ClaimChecks):

@@ -81,6 +81,8 @@ class PlanRequest(Contract):
     improper_batch_notice_on: date | None = None  # improperly batched: the resubmission window
     joint_selection: bool = False  # the 1-business-day notice of a joint selection (D5a)
     refund_due: bool = False  # track the provider's refund on the payment clock
+    claim_id: str | None = None  # whose reminders are spread (with tenant_id)
+    reminder_spread: bool = False  # reminders wake up to reminder_spread_minutes before reminder_time
 
 
 class Plan(Contract):

@@ -23,4 +23,5 @@ def build_worker(client: Client, engine: AsyncEngine, settings: Settings) -> Wor
         workflows=WORKFLOWS,
         activities=acts.all(),
         interceptors=worker_interceptors(client),
+        max_cached_workflows=settings.worker_max_cached_workflows,
     )

@@ -18,11 +18,11 @@ from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from services.dispute.batch_workflow import IdrBatchWorkflow
-    from services.dispute.clock import ACTIVITY_TIMEOUT, RETRY
+    from services.dispute.clock import LOCAL_STEPS, REMINDER_SPREAD, step
     from services.dispute.schemas import (
         ClaimEventSignal,
         ClaimLifecycleInput,
@@ -613,7 +613,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
         planning = self.version
         snapshot = s.model_copy(deep=True) if self._checkpoint is not None else None
         try:
-            plan: Plan = await workflow.execute_activity(
+            plan = await step(
                 "plan_deadlines",
                 PlanRequest(
                     bill_sent_on=s.facts.bill_sent_on,
@@ -633,14 +633,16 @@ class ClaimLifecycleWorkflow(ClaimStages):
                     improper_batch_notice_on=s.dates.get("improper_batch_notice_on"),
                     joint_selection=s.selected_jointly,
                     refund_due=bool(s.refund_owed and s.refund_sent < s.refund_owed),
+                    **self._spread(),
                 ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
-                result_type=Plan,
+                Plan,
+                local=workflow.patched(LOCAL_STEPS),
             )
         except ActivityError as exc:  # only a non-retryable refusal of the rules ends up here
             cause = exc.cause
             return str(getattr(cause, "message", None) or cause or exc)
+        except ApplicationError as exc:  # the same refusal from the local activity, as it was raised
+            return exc.message or str(exc)
         previous = s.deadlines
         planned = {}
         for d in plan.deadlines:
@@ -661,6 +663,24 @@ class ClaimLifecycleWorkflow(ClaimStages):
             snapshot.deadlines = dict(planned)
             self._checkpoint = snapshot
         return None
+
+    def _spread(self) -> dict[str, Any]:
+        """Ask the planner to spread this claim's reminders before the reminder time (patched)."""
+        if not workflow.patched(REMINDER_SPREAD):
+            return {}
+        return {"claim_id": self.s.claim_id, "reminder_spread": True}
+
+    def _seed_started(self) -> bool:
+        """Plan a new claim's first pass once: the open negotiation start its facts carry is planned
+        with it (``_enter`` applies it when it is within the deadline the same plan computes, which
+        that date does not move). True when the date was added for this plan (patched)."""
+        s = self.s
+        assert s.facts is not None
+        started = s.facts.open_negotiation_started_on
+        if not (started and s.facts.initial_payment_received_on and workflow.patched(LOCAL_STEPS)):
+            return False
+        s.dates["open_negotiation_started_on"] = started
+        return True
 
     # ---------------------------------------------------------------------------------------
     # the run
@@ -684,12 +704,19 @@ class ClaimLifecycleWorkflow(ClaimStages):
             if s.incoming_facts is not None:
                 self._apply_correction()
                 version = self.version
+            seeded = False
             if s.stage == Stage.RECEIVED and s.facts:  # the first stage's dates come from the facts
                 if s.facts.initial_payment_received_on:
                     s.dates["initial_payment_received_on"] = s.facts.initial_payment_received_on
                 else:
                     s.dates.pop("initial_payment_received_on", None)
+                s.dates.pop("open_negotiation_started_on", None)
+                seeded = self._seed_started()
             refused = await self._plan()
+            if refused is not None and seeded:  # the rules refuse the start date: plan without it
+                s.dates.pop("open_negotiation_started_on", None)
+                seeded = False
+                refused = await self._plan()
             if refused is None and s.stage == Stage.RECEIVED and not self._first_deadline():
                 refused = (
                     "claim: give initial_payment_received_on, or bill_sent_on to track the plan's payment"
@@ -702,6 +729,8 @@ class ClaimLifecycleWorkflow(ClaimStages):
             if refused is None and s.stage == Stage.RECEIVED:
                 dates, unchanged = dict(s.dates), self.version == version
                 self._enter()
+                if seeded and s.stage != Stage.OPEN_NEGOTIATION:  # after its deadline: not applied
+                    s.dates.pop("open_negotiation_started_on", None)
                 if unchanged and s.dates == dates:
                     version = self.version  # the plan does not depend on the stage: no second pass
             await self._flush()

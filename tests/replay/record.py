@@ -1,13 +1,22 @@
-"""Record workflow histories for the replay tests: ``python -m tests.replay.record``.
+"""Record workflow histories for the replay tests: ``python -m tests.replay.record --tag TAG``.
 
 Runs a few lifecycle paths on the time-skipping server and writes each workflow's history to
-``tests/replay/histories/``. Commit them when a release goes out: the replay test then fails any
-later change to workflow code that would break claims already running (use ``workflow.patched``).
-Among them: a claim that continues as new on the way (both runs saved) and an IDR batch of two claims.
+``tests/replay/histories/<name>__<tag>.json`` (``<name>.json`` without a tag). Commit them when a
+release goes out: the replay test then fails any later change to workflow code that would break
+claims already running (use ``workflow.patched``). Record each release's code path under a new tag:
+the histories of the releases before stay, so claims started on any of them are replayed. An existing
+file is never overwritten (``--force`` does). Among them: a claim that continues as new on the way
+(both runs saved), an IDR batch of two claims and a claim whose open negotiation began before it
+arrived. ``--no-patches`` records the paths of before every ``workflow.patched`` (the worker's patch
+activation switch).
+
+Tags so far: none (the release before issue 12), ``local_plan`` (planning and the record as local
+activities, the first pass planned once, reminders spread before the reminder time).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import shutil
@@ -34,14 +43,23 @@ from shared.lifecycle import (
     MemberJoined,
 )
 from shared.temporal import register_search_attributes
-from tests.workflow.lifecycle_kit import CAL, QUEUE, Claim, Recorder, workers
+from tests.workflow.lifecycle_kit import CAL, QUEUE, Claim, Recorder, facts, workers
 
 OUT = Path(__file__).parent / "histories"
+TAG = ""  # set from --tag: the suffix of every file written
+FORCE = False
+
+
+def target(name: str) -> Path:
+    path = OUT / (f"{name}__{TAG}.json" if TAG else f"{name}.json")
+    if path.exists() and not FORCE:
+        raise FileExistsError(f"{path} exists: record under a new --tag (or --force to overwrite)")
+    return path
 
 
 async def save(client: Client, workflow_id: str, name: str) -> None:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    (OUT / f"{name}.json").write_text(history.to_json())
+    target(name).write_text(history.to_json())
 
 
 async def runs(client: Client, workflow_id: str, first_run_id: str) -> list[str]:
@@ -58,7 +76,7 @@ async def runs(client: Client, workflow_id: str, first_run_id: str) -> list[str]
 
 async def save_run(client: Client, workflow_id: str, run_id: str, name: str) -> None:
     history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-    (OUT / f"{name}.json").write_text(history.to_json())
+    target(name).write_text(history.to_json())
 
 
 async def pay_after_escalation(claim: Claim, determined: date) -> None:
@@ -116,7 +134,42 @@ async def settled(env: WorkflowEnvironment) -> None:
     await save(env.client, "negotiation:t1:REPLAY-SETTLED", "negotiation_settled")
 
 
-HISTORY_EVENT_LIMIT = 180  # the paid path (about 300 events) continues as new once, after open negotiation
+async def started_before(env: WorkflowEnvironment) -> None:
+    """A claim whose event says open negotiation began already: its first plan covers that period;
+    the period ends, the IDR initiation window passes, the claim is forfeited."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput
+    from services.dispute.workflows import ClaimLifecycleWorkflow
+
+    claim = Claim(env, "REPLAY-STARTED")
+    received = CAL.business_days_after(await claim.today(), -3)
+    started = CAL.business_days_after(received, 1)
+    event = facts(claim.claim_id, received, ["350.00"]).model_copy(
+        update={"open_negotiation_started_on": started}
+    )
+    claim.handle = await env.client.start_workflow(
+        ClaimLifecycleWorkflow.run,
+        ClaimLifecycleInput(tenant_id="t1", claim_id=claim.claim_id),
+        id=f"claim:t1:{claim.claim_id}",
+        task_queue=QUEUE,
+        start_signal="claim_event",
+        start_signal_args=[
+            ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=event)
+        ],
+    )
+    await claim.wait_stage("open_negotiation")
+    await claim.go_to(CAL.business_day_beginning(started, 31))
+    await claim.wait_stage("idr_initiation_window")
+    await claim.go_to(CAL.business_day_beginning(started, 36))
+    await claim.wait_stage("forfeited")
+    await save(env.client, "claim:t1:REPLAY-STARTED", "claim_started_before_it_arrived")
+
+
+# the paid path (about 170 events since local_plan; about 300 before, recorded with a limit of 180)
+# continues as new once on the way
+HISTORY_EVENT_LIMIT = 90
 
 
 async def continued(env: WorkflowEnvironment) -> None:
@@ -198,25 +251,37 @@ async def batch(env: WorkflowEnvironment) -> None:
     await save(env.client, "batch:t1:REPLAY-B", "batch_determined")
 
 
-async def main() -> None:
+SCENARIOS = {f.__name__: f for f in (paid, forfeited, settled, continued, batch, started_before)}
+
+
+async def main(names: list[str], patches: bool) -> None:
     exe = str(Path(sys.executable).parent / "temporal-test-server")
     exe = exe if Path(exe).exists() else shutil.which("temporal-test-server") or exe
     OUT.mkdir(exist_ok=True)
-    for scenario in (paid, forfeited, settled, continued, batch):
+    before = set(OUT.glob("*.json"))
+    for name in names:
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=exe, data_converter=pydantic_data_converter
         )
         await register_search_attributes(env.client, "default")
         try:
-            async with workers(env, Recorder()):
-                await scenario(env)
+            async with workers(env, Recorder(), patches=patches):
+                await SCENARIOS[name](env)
         finally:
             await env.shutdown()
-    print(f"wrote {len(list(OUT.glob('*.json')))} histories to {OUT}")
+    written = sorted(p.name for p in set(OUT.glob("*.json")) - before)
+    print(f"wrote {len(written)} new histories to {OUT}: {', '.join(written)}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tag", default="", help="suffix of the files written (the release's code path)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing histories")
+    parser.add_argument("--no-patches", action="store_true", help="record the paths before workflow.patched")
+    parser.add_argument("scenarios", nargs="*", default=[], choices=[[], *SCENARIOS], help="default: all")
+    args = parser.parse_args()
+    TAG, FORCE = args.tag, args.force
+    asyncio.run(main(args.scenarios or list(SCENARIOS), patches=not args.no_patches))
     # the Temporal client's threads can abort interpreter finalization (SIGABRT) after the work is
     # done, as in services/cli.py: flush and skip it
     sys.stdout.flush()

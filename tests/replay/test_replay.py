@@ -26,14 +26,66 @@ def history(name: str) -> WorkflowHistory:
     return WorkflowHistory.from_json(name, (HERE / f"{name}.json").read_text())
 
 
+# each release's code path, recorded by tests/replay/record.py --tag (none: the release before issue 12)
+TAGS = ("", "__local_plan")
+PATHS = ("claim_forfeited", "claim_settled", "claim_paid_after_escalation")
+
+
 def test_there_are_histories_to_replay() -> None:
     names = {p.stem for p in HISTORIES}
-    assert len(names) >= 8
-    assert {"claim_continued_as_new", "claim_after_continue_as_new", "batch_determined"} <= names
+    assert len(names) >= 17
+    for tag in TAGS:
+        wanted = {"claim_continued_as_new", "claim_after_continue_as_new", "batch_determined", *PATHS}
+        assert {f"{name}{tag}" for name in wanted} <= names
+    assert {
+        "claim_started_before_it_arrived__no_patches",
+        "claim_started_before_it_arrived__local_plan",
+    } <= names
 
 
-def test_the_continue_as_new_histories_are_one_run_and_the_next() -> None:
-    first, after = history("claim_continued_as_new"), history("claim_after_continue_as_new")
+def first_pass(name: str) -> tuple[int, int, list[str], list[str]]:
+    """A claim's first pass, up to its first timer or child workflow: history events, workflow
+    tasks, activities scheduled, markers recorded."""
+    events = []
+    for e in history(name).events:
+        events.append(e)
+        if e.HasField("timer_started_event_attributes") or e.HasField(
+            "start_child_workflow_execution_initiated_event_attributes"
+        ):
+            break
+    tasks = sum(1 for e in events if e.HasField("workflow_task_completed_event_attributes"))
+    activities = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in events
+        if e.HasField("marker_recorded_event_attributes")
+    ]
+    return len(events), tasks, activities, markers
+
+
+@pytest.mark.parametrize("name", [*PATHS, "claim_started_before_it_arrived"])
+def test_the_first_pass_is_one_workflow_task_with_local_plan(name: str) -> None:
+    """Both paths are replayed: the previous release's (an activity per plan and record, each in a
+    workflow task of its own) and the patched one (one workflow task; the plan and the record are
+    local activities whose results stay in history as markers; a claim whose open negotiation began
+    before it arrived is planned once, not twice)."""
+    old = first_pass(f"{name}__no_patches" if name == "claim_started_before_it_arrived" else name)
+    new = first_pass(f"{name}__local_plan")
+    want = ["plan_deadlines", "record_claim"] * (2 if name == "claim_started_before_it_arrived" else 1)
+    assert old[2] == want and not old[3] and old[1] >= 3
+    events, tasks, activities, markers = new
+    assert (tasks, activities) == (1, [])
+    assert markers.count("core_patch") == 2 and markers.count("core_local_activity") == 2
+    assert events < old[0]
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_the_continue_as_new_histories_are_one_run_and_the_next(tag: str) -> None:
+    first, after = history(f"claim_continued_as_new{tag}"), history(f"claim_after_continue_as_new{tag}")
     ended = first.events[-1]
     assert ended.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
     started = after.events[0].workflow_execution_started_event_attributes
@@ -60,7 +112,15 @@ class SleepsFirst(ClaimLifecycleWorkflow):
         return await super().run(inp)
 
 
-@pytest.mark.parametrize("name", ["claim_paid_after_escalation", "claim_after_continue_as_new"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "claim_paid_after_escalation",
+        "claim_after_continue_as_new",
+        "claim_paid_after_escalation__local_plan",
+        "claim_after_continue_as_new__local_plan",
+    ],
+)
 async def test_a_changed_workflow_does_not_replay(name: str) -> None:
     """The replay test can fail: a history does not replay against changed workflow code."""
     replayer = Replayer(

@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import PatchActivationInput, Worker
 
 from services.dispute.activities import DisputeActivities, refusal_reason
 from services.dispute.schemas import (
@@ -116,8 +116,16 @@ def facts(claim_id: str, received: date, paid: list[str], sequence: int = 1) -> 
     )
 
 
+def no_new_patches(_: PatchActivationInput) -> bool:
+    """A worker's patch switch: new workflows take the code paths of before every ``workflow.patched``
+    (the release the committed replay histories were recorded with)."""
+    return False
+
+
 @asynccontextmanager
-async def workers(env: WorkflowEnvironment, rec: Recorder) -> AsyncIterator[None]:
+async def workers(env: WorkflowEnvironment, rec: Recorder, *, patches: bool = True) -> AsyncIterator[None]:
+    """Workers for the claim (and batch) and negotiation task queues; ``patches=False``: new workflows
+    run the code paths of the previous release (``no_new_patches``)."""
     fan_out = DisputeActivities(engine=None, settings=Settings(), calendar=CAL, client=env.client)  # type: ignore[arg-type]
     async with (
         Worker(
@@ -125,6 +133,7 @@ async def workers(env: WorkflowEnvironment, rec: Recorder) -> AsyncIterator[None
             task_queue=QUEUE,
             workflows=[ClaimLifecycleWorkflow, IdrBatchWorkflow],
             activities=[*rec.activities(), fan_out.fan_out_update],
+            patch_activation_callback=None if patches else no_new_patches,
         ),
         Worker(env.client, task_queue="negotiation", workflows=[OpenNegotiationWorkflow]),
     ):

@@ -7,11 +7,12 @@ replaced by functions registered under the same names that record what they were
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from services.dispute.clock import reminder_offset
 from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput
 from services.dispute.workflows import ClaimLifecycleWorkflow
 from shared.events import ClaimAdjudicated
@@ -52,11 +53,19 @@ async def test_crosses_the_30_business_day_deadline_and_sees_every_reminder(
     assert result == "forfeited"
     reminders = [a for a in rec.alerts if not a.missed]
     assert [a.deadline.due_on for a in reminders] == [due] * 4
-    # each reminder fired on its business day, at 09:00 New York time, with the right days left
+    # each reminder fired on its business day, at 09:00 New York time less this claim's spread (up to
+    # 30 minutes before, never after; the same for each reminder of the deadline), with the right days left
     fired_local = [a.as_of.astimezone(NY) for a in rec.alerts if not a.missed]
     expected_days = [CAL.business_days_after(due, -n) for n in (5, 2, 1)] + [due]
     assert [f.date() for f in fired_local] == expected_days
-    assert all((f.hour, f.minute) == (9, 0) for f in fired_local)
+    spread = reminder_offset(
+        "t1", "C-1", "open_negotiation_initiation_deadline", timedelta(minutes=30), time(9)
+    )
+    assert timedelta(0) <= spread < timedelta(minutes=30)
+    assert all(
+        f.replace(microsecond=0) == datetime.combine(f.date(), time(9), tzinfo=NY) - spread
+        for f in fired_local
+    )
     assert [CAL.business_days_between(f.date(), due) for f in fired_local] == [5, 2, 1, 0]
     # then the cut-off passed: one DeadlineMissed, after 23:59:59 on the due date
     missed = [a for a in rec.alerts if a.missed]

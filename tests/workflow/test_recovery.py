@@ -19,7 +19,7 @@ from services.dispute.schemas import ClaimEventSignal, ClaimStatus
 from shared.events import ClaimAdjudicated
 from shared.lifecycle import ExtensionGranted, PaymentReceived
 from shared.rules.calendar import Closure
-from tests.workflow.lifecycle_kit import CAL, Claim, Recorder, facts
+from tests.workflow.lifecycle_kit import CAL, Claim, Recorder, facts, workers
 
 
 async def correct(
@@ -275,8 +275,26 @@ async def test_a_forfeiture_becomes_final_after_the_grace_period(
 
 
 async def test_an_action_that_arrives_while_a_refused_change_is_planned_fails_and_can_be_sent_again(
-    env: WorkflowEnvironment, rec: Recorder
+    env: WorkflowEnvironment,
 ) -> None:
+    """The previous release's path (planning as an activity, in a workflow task of its own): an
+    action can arrive while a plan runs, and is built on the state that plan may refuse."""
+    rec = Recorder()
+    async with workers(env, rec, patches=False):
+        await _action_during_a_refused_plan(env, rec, local=False)
+
+
+async def test_an_action_sent_while_a_refused_change_is_planned_locally_waits_and_applies(
+    env: WorkflowEnvironment,
+) -> None:
+    """Planning as a local activity (patched): the workflow task that plans holds the action back until
+    the plan is done; the refused change is undone first, then the action applies to the claim."""
+    rec = Recorder()
+    async with workers(env, rec):
+        await _action_during_a_refused_plan(env, rec, local=True)
+
+
+async def _action_during_a_refused_plan(env: WorkflowEnvironment, rec: Recorder, *, local: bool) -> None:
     claim = Claim(env)
     await claim.start()
     due = (await claim.status()).deadlines["open_negotiation_initiation_deadline"].due_on
@@ -298,6 +316,12 @@ async def test_an_action_that_arrives_while_a_refused_change_is_planned_fails_an
     rec.gate.set()
     first, second = await asyncio.gather(refused, notice, return_exceptions=True)
     assert isinstance(first, WorkflowUpdateFailedError) and "refused by the test planner" in str(first.cause)
+    if local:
+        assert isinstance(second, ClaimStatus) and second.stage == "open_negotiation", second
+        status = await claim.status()
+        assert [a.outcome for a in status.actions] == ["rejected", "applied"]
+        assert await running(claim)
+        return
     # the notice was built on the refused state: it fails too (never answered as applied, then lost)
     assert isinstance(second, WorkflowUpdateFailedError) and "send it again" in str(second.cause)
     status = await claim.status()
