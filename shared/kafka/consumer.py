@@ -1,8 +1,10 @@
 """The consumer loop: inbox de-duplication, manual commits after the database commit, retries, DLQ.
 
 For each message: record ``(consumer, event_id)`` in the inbox and apply the handler in one
-transaction; commit the Kafka offset only after that transaction commits. A replayed event finds
-its inbox row and is skipped.
+transaction; commit the Kafka offset only after that transaction commits (once per partition and
+poll, for the messages done). A replayed event finds its inbox row and is skipped. The partitions of
+a poll are handled concurrently, each in its own task and in order within it, so the events of one
+key (one claim) stay in order (``consumer_partition_concurrency``; off: one message at a time).
 
 A failure is one of three kinds (:func:`classify`):
 
@@ -250,6 +252,60 @@ class _Retry:
     resume_at: float
 
 
+@dataclass
+class _PartitionWork:
+    """What handling one partition's batch needs (one per poll of :func:`run_consumer`)."""
+
+    consumer: AIOKafkaConsumer
+    producer: AIOKafkaProducer
+    retrying: dict[TopicPartition, _Retry]
+    amnesia: Amnesia
+    engine: AsyncEngine
+    inbox: Table
+    group_id: str
+    handler: Handler
+    settings: Settings
+    dead_letters: Table | None
+
+    async def __call__(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """One partition's batch, in order (so one claim's events stay in order); the offset of the
+        messages done is committed once, also when a retry pauses the partition or a failure stops it."""
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        done: int | None = None
+        try:
+            for msg in messages:
+                prior = self.retrying.get(tp)
+                attempt = prior.attempts + 1 if prior and prior.offset == msg.offset else 1
+                outcome = await process_message(
+                    msg,
+                    engine=self.engine,
+                    inbox=self.inbox,
+                    consumer_name=self.group_id,
+                    handler=self.handler,
+                    producer=self.producer,
+                    attempt=attempt,
+                    max_attempts=settings.consumer_max_attempts,
+                    dead_letters=self.dead_letters,
+                )
+                if outcome == "retry":
+                    delay = retry_delay(
+                        attempt, settings.consumer_retry_base_seconds, settings.consumer_retry_cap_seconds
+                    )
+                    # rewind and pause this partition only: the offset stays, others go on
+                    self.consumer.seek(tp, msg.offset)
+                    self.consumer.pause(tp)
+                    self.retrying[tp] = _Retry(msg.offset, attempt, loop.time() + delay)
+                    break
+                self.retrying.pop(tp, None)
+                log.info("%s %s[%d]@%d %s", self.group_id, msg.topic, msg.partition, msg.offset, outcome)
+                done = msg.offset + 1
+        finally:
+            if done is not None:
+                await self.consumer.commit({TopicPartition(tp.topic, tp.partition): done})
+                self.amnesia.committed[tp] = done
+
+
 async def run_consumer(
     *,
     topic: str,
@@ -300,36 +356,30 @@ async def run_consumer(
                     beat.beat()
                 await lag.refresh(consumer, loop.time())
                 await amnesia.check(consumer, loop.time())
-                for tp, messages in batches.items():
-                    for msg in messages:
-                        prior = retrying.get(tp)
-                        attempt = prior.attempts + 1 if prior and prior.offset == msg.offset else 1
-                        outcome = await process_message(
-                            msg,
-                            engine=engine,
-                            inbox=inbox,
-                            consumer_name=group_id,
-                            handler=handler,
-                            producer=producer,
-                            attempt=attempt,
-                            max_attempts=settings.consumer_max_attempts,
-                            dead_letters=dead_letters,
-                        )
-                        if outcome == "retry":
-                            delay = retry_delay(
-                                attempt,
-                                settings.consumer_retry_base_seconds,
-                                settings.consumer_retry_cap_seconds,
-                            )
-                            # rewind and pause this partition only: the offset stays, others go on
-                            consumer.seek(tp, msg.offset)
-                            consumer.pause(tp)
-                            retrying[tp] = _Retry(msg.offset, attempt, loop.time() + delay)
-                            break
-                        retrying.pop(tp, None)
-                        log.info("%s %s[%d]@%d %s", group_id, msg.topic, msg.partition, msg.offset, outcome)
-                        await consumer.commit({TopicPartition(tp.topic, tp.partition): msg.offset + 1})
-                        amnesia.committed[tp] = msg.offset + 1
+                work = _PartitionWork(
+                    consumer=consumer,
+                    producer=producer,
+                    retrying=retrying,
+                    amnesia=amnesia,
+                    engine=engine,
+                    inbox=inbox,
+                    group_id=group_id,
+                    handler=handler,
+                    settings=settings,
+                    dead_letters=dead_letters,
+                )
+                if settings.consumer_partition_concurrency and len(batches) > 1:
+                    # each partition in its own task; the first failure (a commit refused by a
+                    # rebalance, say) reconnects once the others have committed what they did
+                    results = await asyncio.gather(
+                        *(work(tp, messages) for tp, messages in batches.items()), return_exceptions=True
+                    )
+                    failed = [r for r in results if isinstance(r, BaseException)]
+                    if failed:
+                        raise failed[0]
+                else:
+                    for tp, messages in batches.items():
+                        await work(tp, messages)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
