@@ -31,22 +31,21 @@ from services.intake.matching import REVIEW_STATES, apply
 from services.intake.models import remittance_claims
 from services.intake.schemas import ClaimIn
 from shared.db import get_engine, unit_of_work
-from shared.http import PROBLEM_JSON, Problem
+from shared.http import Problem
+from shared.openapi import v1_problems
 from shared.rules.eligibility import PlanType, ServiceCategory
 from shared.tenants import CurrentTenant
 
 router = APIRouter(prefix="/v1", tags=["integrations"])
 
 
-def _problems(**described: str) -> dict[int | str, dict[str, Any]]:
-    return {int(s[1:]): {"content": {PROBLEM_JSON: {}}, "description": d} for s, d in described.items()}
-
-
-FILE_PROBLEMS = _problems(
-    s401="Missing or unknown API key",
-    s413="The file is larger than IDRFLOW_MAX_FILE_BYTES",
-    s415="The file is not the format this endpoint takes",
-    s422="The file cannot be read (the segment or field is named), or a query parameter is not valid",
+FILE_PROBLEMS = v1_problems(
+    400,
+    415,
+    _400="A multipart upload that cannot be read",
+    _413="The file is larger than IDRFLOW_MAX_FILE_BYTES",
+    _415="The file is not the format this endpoint takes",
+    _422="The file cannot be read (the segment or field is named), or a query parameter is not valid",
 )
 REPLAYED: dict[int | str, dict[str, Any]] = {
     200: {"description": "The same file was posted before: its first answer, each claim 'duplicate'"}
@@ -184,7 +183,7 @@ async def post_eob(request: Request, tenant: CurrentTenant) -> JSONResponse:
     "/claims:batch",
     status_code=202,
     response_model=BatchAccepted,
-    responses=_problems(s401="Missing or unknown API key", s413="The body is too large", s422="Not a batch"),
+    responses=v1_problems(400, _422="Not a batch of 1 to 1,000 objects"),
 )
 async def post_batch(batch: BatchIn, tenant: CurrentTenant) -> JSONResponse:
     """Up to 1,000 canonical claims (each the body of ``POST /v1/claims``) in one transaction; each
@@ -231,7 +230,7 @@ def _out(row: Any) -> dict[str, Any]:
 @router.get(
     "/remittances/unmatched",
     response_model=list[RemittanceOut],
-    responses=_problems(s401="Missing or unknown API key", s422="A query parameter is not valid"),
+    responses=v1_problems(),
 )
 async def unmatched(
     tenant: CurrentTenant,
@@ -260,11 +259,12 @@ async def unmatched(
 @router.post(
     "/remittances/{remittance_id}/apply",
     response_model=RemittanceOut,
-    responses=_problems(
-        s401="Missing or unknown API key",
-        s404="No such remittance claim for this tenant",
-        s409="Already applied to another claim, or cannot be applied (the reason is named)",
-        s422="Not a valid claim id",
+    responses=v1_problems(
+        400,
+        404,
+        409,
+        _404="No such remittance claim for this tenant",
+        _409="Already applied to another claim, or cannot be applied (the reason is named)",
     ),
 )
 async def apply_remittance(

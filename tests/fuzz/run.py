@@ -101,7 +101,8 @@ def run_schemathesis(
     if args.max_time:
         argv += ["--max-time", str(args.max_time)]
     began = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False, env=env)
     output = done.stdout + done.stderr
     (report_dir / f"{service}.txt").write_text(output)
     return parse(service, done.returncode, output, time.monotonic() - began)
