@@ -1,4 +1,4 @@
-"""Accept many canonical claims in one transaction, with one statement per table.
+"""Accept many canonical claims in one transaction, with two statements whatever their number.
 
 The single-claim endpoint, ``POST /v1/claims:batch``, canonical JSON files and 837s all come here.
 Per claim the rules are those of a single post: its idempotency key (given, or the natural key
@@ -13,15 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import orjson
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from services.intake.models import idempotency_keys
-from services.intake.schemas import ClaimAccepted, ClaimIn
-from shared.db import unit_of_work
+from services.intake.schemas import ClaimIn
+from shared.db import get_engine
 from shared.events import ClaimAdjudicated, ClaimLine, Envelope, deterministic_event_id, topic_for
 from shared.kafka.outbox import with_trace_headers
 from shared.temporal import claim_workflow_id
@@ -164,15 +162,25 @@ async def accept_many(
 ) -> list[ClaimResult]:
     """Accept ``(claim, idempotency key or None)`` pairs durably; one result per pair, in order.
     With ``session`` the rows join the caller's transaction (a file and its claims commit together)."""
-    if session is None:
-        async with unit_of_work(engine) as own:
-            return await _accept(own, tenant_id, batch)
-    return await _accept(session, tenant_id, batch)
+    results, items = _plan(tenant_id, batch)
+    if items:
+        if session is not None:
+            await _write(_Alchemy(await session.connection()), tenant_id, items, results)
+        else:
+            # a transaction of our own: straight on the pooled asyncpg connection (the same SQL,
+            # without the ORM session's bookkeeping on every request)
+            async with (engine or get_engine()).connect() as conn:
+                raw = (await conn.get_raw_connection()).driver_connection
+                assert raw is not None
+                async with raw.transaction():
+                    await _write(_Asyncpg(raw), tenant_id, items, results)
+    return [results[i] for i in range(len(batch))]
 
 
-async def _accept(
-    session: AsyncSession, tenant_id: str, batch: list[tuple[ClaimIn, str | None]]
-) -> list[ClaimResult]:
+def _plan(
+    tenant_id: str, batch: list[tuple[ClaimIn, str | None]]
+) -> tuple[dict[int, ClaimResult], list[_Item]]:
+    """Each claim's key, digest and answer; twins within the batch answered here, the rest to write."""
     results: dict[int, ClaimResult] = {}
     items: list[_Item] = []
     first_by_key: dict[str, _Item] = {}
@@ -180,13 +188,14 @@ async def _accept(
     for index, (claim, given) in enumerate(batch):
         key = given or derived_key(claim)
         event_id = deterministic_event_id("intake", tenant_id, claim.claim_id, str(claim.event_sequence))
-        body = ClaimAccepted(
-            tenant_id=tenant_id,
-            claim_id=claim.claim_id,
-            event_sequence=claim.event_sequence,
-            event_id=event_id,
-            workflow_id=claim_workflow_id(tenant_id, claim.claim_id),
-        ).model_dump(mode="json")
+        body = {  # ClaimAccepted(...).model_dump(mode="json"), without building the model
+            "status": "accepted",
+            "tenant_id": tenant_id,
+            "claim_id": claim.claim_id,
+            "event_sequence": claim.event_sequence,
+            "event_id": str(event_id),
+            "workflow_id": claim_workflow_id(tenant_id, claim.claim_id),
+        }
         item = _Item(index, claim, key, request_hash(claim), event_id, body)
         twin = first_by_key.get(key)
         if twin is not None:  # the same key twice in one batch: answered like a retry
@@ -203,15 +212,33 @@ async def _accept(
             continue
         first_by_sequence[sequence] = item
         items.append(item)
-
-    if items:
-        await _write(session, tenant_id, items, results)
-    return [results[i] for i in range(len(batch))]
+    return results, items
 
 
-# Three statements whatever the batch size (fixed SQL: prepared once per connection, never
+class _Alchemy:
+    """Statements on a SQLAlchemy connection (inside the caller's session transaction)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        result = await self.conn.exec_driver_sql(sql, args)
+        return [tuple(r) for r in result.all()] if result.returns_rows else []
+
+
+class _Asyncpg:
+    """Statements on a bare asyncpg connection (in a transaction of its own)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self.conn.fetch(sql, *args)]
+
+
+# Two statements whatever the batch size (fixed SQL: prepared once per connection, never
 # recompiled): claim the keys and record the events; write the claims, their lines and the outbox
-# rows; and, only when a key or an event sequence was taken, read the prior answers.
+# rows. Only when a key or an event sequence was taken: read the prior answers, release keys.
 _CLAIM_KEYS = """
 WITH given AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::uuid[])
@@ -229,6 +256,11 @@ WITH given AS (
 )
 SELECT key, NULL::uuid FROM claimed UNION ALL SELECT NULL, event_id FROM recorded
 """
+_PRIOR = """
+SELECT key, request_sha256, status_code, response::text FROM intake.idempotency_keys
+WHERE tenant_id = $1 AND key = ANY($2::text[])
+"""
+_RELEASE = "DELETE FROM intake.idempotency_keys WHERE tenant_id = $1 AND key = ANY($2::text[])"
 
 _CLAIM_COLUMNS = (
     "claim_id", "source_system", "latest_event_sequence", "payer_name", "plan_type",
@@ -295,55 +327,42 @@ def _json(value: Any) -> str:
 
 
 async def _write(
-    session: AsyncSession, tenant_id: str, items: list[_Item], results: dict[int, ClaimResult]
+    db: _Alchemy | _Asyncpg, tenant_id: str, items: list[_Item], results: dict[int, ClaimResult]
 ) -> None:
-    conn = await session.connection()
     # claim the keys first: a concurrent twin blocks here until this transaction ends
-    claimed = await conn.exec_driver_sql(
+    claimed = await db.rows(
         _CLAIM_KEYS,
-        (
-            tenant_id,
-            *_columns(
-                [
-                    (i.key, i.digest, _json(i.body), i.claim.claim_id, i.claim.event_sequence, i.event_id)
-                    for i in items
-                ],
-                6,
-            ),
+        tenant_id,
+        *_columns(
+            [
+                (i.key, i.digest, _json(i.body), i.claim.claim_id, i.claim.event_sequence, i.event_id)
+                for i in items
+            ],
+            6,
         ),
     )
     new_keys: set[str] = set()
     taken_ok: set[Any] = set()
-    for key, event_id in cast("list[tuple[str | None, Any]]", claimed.all()):
+    for key, event_id in claimed:
         if key is not None:
             new_keys.add(key)
         else:
             taken_ok.add(event_id)
     old = [i for i in items if i.key not in new_keys]
     if old:
-        prior = {
-            r.key: r
-            for r in (
-                await session.execute(
-                    select(idempotency_keys).where(
-                        idempotency_keys.c.tenant_id == tenant_id,
-                        idempotency_keys.c.key.in_([i.key for i in old]),
-                    )
-                )
-            ).all()
-        }
+        prior = {r[0]: r for r in await db.rows(_PRIOR, tenant_id, [i.key for i in old])}
         for i in old:
-            p = prior[i.key]
+            _, digest, status_code, response = prior[i.key]
             results[i.index] = (
                 ClaimResult(
                     i.index,
                     i.claim.claim_id,
                     i.claim.event_sequence,
                     "duplicate",
-                    p.status_code,
-                    dict(p.response),
+                    status_code,
+                    json.loads(response),
                 )
-                if p.request_sha256 == i.digest
+                if digest == i.digest
                 else _key_reused(i)
             )
     fresh = [i for i in items if i.key in new_keys]
@@ -351,12 +370,7 @@ async def _write(
     if refused:
         for i in refused:
             results[i.index] = _sequence_taken(i)
-        await session.execute(
-            delete(idempotency_keys).where(
-                idempotency_keys.c.tenant_id == tenant_id,
-                idempotency_keys.c.key.in_([i.key for i in refused]),
-            )
-        )
+        await db.rows(_RELEASE, tenant_id, [i.key for i in refused])
     accepted = [i for i in fresh if i.event_id in taken_ok]
     if not accepted:
         return
@@ -397,12 +411,10 @@ async def _write(
             )
         )
         outbox_rows.append((*(out[k] for k in _OUTBOX_COLUMNS[:-1]), _json(out["envelope"])))
-    await conn.exec_driver_sql(
+    await db.rows(
         _WRITE_ROWS,
-        (
-            tenant_id,
-            *_columns(claim_rows, len(_CLAIM_COLUMNS) + 1),
-            *_columns(line_rows, len(_LINE_COLUMNS)),
-            *_columns(outbox_rows, len(_OUTBOX_COLUMNS)),
-        ),
+        tenant_id,
+        *_columns(claim_rows, len(_CLAIM_COLUMNS) + 1),
+        *_columns(line_rows, len(_LINE_COLUMNS)),
+        *_columns(outbox_rows, len(_OUTBOX_COLUMNS)),
     )
