@@ -282,6 +282,7 @@ PROBLEM_DESCRIPTIONS: dict[int, str] = {
     405: "Method not allowed (Allow lists the methods of the path)",
     409: "Not possible now (the reason says why), or the Idempotency-Key was first used with another request",
     413: "The body is larger than IDRFLOW_MAX_BODY_BYTES",
+    415: "The body is not a format this endpoint takes",
     422: "Validation error naming each field and reason (a NUL character anywhere included)",
     503: "The workflow worker did not answer in time: retry with the same Idempotency-Key",
 }
@@ -297,7 +298,7 @@ def problems(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, A
     out: dict[int | str, dict[str, Any]] = {}
     for status in sorted(set(statuses)):
         out[status] = {
-            "description": descriptions.get(f"_{status}", PROBLEM_DESCRIPTIONS[status]),
+            "description": descriptions.get(f"_{status}") or PROBLEM_DESCRIPTIONS[status],
             "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
         }
     return out
