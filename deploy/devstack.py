@@ -436,6 +436,10 @@ def run_dev() -> None:
             "IDRFLOW_TRACES_FILE", str(Path(settings.devstack_dir).resolve() / "traces.jsonl")
         ),
         "IDRFLOW_RELAY_PORT": os.environ.get("IDRFLOW_RELAY_PORT", "8006"),
+        # intake is CPU-bound (parsing, validation): two worker processes when the cores allow
+        "IDRFLOW_INTAKE_WORKERS": os.environ.get(
+            "IDRFLOW_INTAKE_WORKERS", "2" if (os.cpu_count() or 1) >= 4 else "1"
+        ),
     }
     stack = Stack(settings.devstack_dir, ports=ports, external=external, extra_env=observe)
     console = Console()

@@ -61,14 +61,26 @@ def serve(
         raise typer.BadParameter(f"unknown service {service!r}; choose one of {', '.join(FACTORIES)}")
     settings = get_settings()
     configure_logging(service)
+    workers = settings.intake_workers if service == "intake" else 1
     uvicorn.run(
-        FACTORIES[service],
+        # an import string: with workers, each (spawned) worker process makes its own app
+        FACTORIES[service] if workers == 1 else "services.cli:intake_worker_app",
         factory=True,
         host=settings.host,
         port=port or getattr(settings, f"{service}_port"),
+        workers=workers,
         log_config=None,
         timeout_graceful_shutdown=10,
     )
+
+
+def intake_worker_app() -> object:
+    """One intake worker's app (``IDRFLOW_INTAKE_WORKERS`` > 1): uvicorn starts each worker as a
+    fresh interpreter, so its logging is set up here, as ``serve`` does for a single process."""
+    from services.intake.app import create_app
+
+    configure_logging("intake")
+    return create_app()
 
 
 @app.command()

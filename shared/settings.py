@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # HTTP ports
     host: str = "127.0.0.1"
     intake_port: int = 8001
+    # uvicorn worker processes of `idrflow serve intake` (the local stack uses 2 with 4+ cores)
+    intake_workers: int = Field(default=1, ge=1, le=64)
     negotiation_port: int = 8002
     dispute_port: int = 8003
     notifier_port: int = 8004
