@@ -321,3 +321,30 @@ def test_no_patient_names_in_warnings() -> None:
         for w in parse(own(name)).warnings:
             for phi in ("DOE", "JANE", "JOHN", "ROE", "RICHARD", "W987654321", "19800101"):
                 assert phi not in w.message
+
+
+def test_835_fast_paths_build_the_models_in_field_order() -> None:
+    """The 835 hot loop builds claims and lines with positional arguments: a field added, removed
+    or moved in the models must be mirrored there (x835.CLAIM_FIELDS / LINE_FIELDS)."""
+    from dataclasses import fields
+
+    from services.intake.formats import ParsedClaim, ServiceLine
+    from services.intake.formats.x835 import CLAIM_FIELDS, LINE_FIELDS
+
+    assert tuple(f.name for f in fields(ParsedClaim)) == CLAIM_FIELDS
+    assert tuple(f.name for f in fields(ServiceLine)) == LINE_FIELDS
+
+
+def test_835_unusual_shapes_take_the_handlers_and_read_the_same() -> None:
+    """Segments the hot loop leaves to the handlers (several CAS triplets, an SVC amount that is
+    not a number, a DTM*405 after the header, REF*TJ in the payee loop) read as before."""
+    text = BASE.replace(b"CAS*PR*2*60.00", b"CAS*PR*1*50.00**2*10.00")
+    r = parse(text)
+    assert facts(r) == BASE_FACTS
+    assert [(a.reason, a.amount) for a in r.claims[0].service_lines[0].adjustments if a.group == "PR"] == [
+        ("1", D("50.00")),
+        ("2", D("10.00")),
+    ]
+    bad = parse(BASE.replace(b"SVC*HC:99285:25*2400.00", b"SVC*HC:99285:25*24X0.00"))
+    assert bad.claims[0].service_lines[0].charge_amount is None
+    assert "invalid_amount" in codes(bad)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .model import ParseError, ParseWarning
 
 _SAMPLE = 4096
+_BLANK = b" \t\r\n\x00\x1a"
 
 
 def _utf16_without_bom(data: bytes) -> str | None:
@@ -32,7 +33,7 @@ def decode(data: bytes) -> tuple[str, list[ParseWarning]]:
     """The text of a file, and warnings about how it was encoded. Raises ParseError for empty or
     binary input."""
     warnings: list[ParseWarning] = []
-    if not data or not data.strip(b" \t\r\n\x00\x1a"):
+    if not data or (not data[:_SAMPLE].strip(_BLANK) and not data.strip(_BLANK)):
         raise ParseError("the file is empty")
     encoding: str
     if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
@@ -73,6 +74,6 @@ def decode(data: bytes) -> tuple[str, list[ParseWarning]]:
         raise ParseError(
             "binary data (NUL bytes), not X12 or JSON text", f"character {stripped.index(chr(0))}"
         )
-    if len(stripped) < len(text.rstrip(" \t\r\n")):
+    if text[len(stripped) :].strip(" \t\r\n"):  # what was cut is more than blanks
         warnings.append(ParseWarning("padding", "NUL or end-of-file padding after the data was ignored"))
     return stripped, warnings

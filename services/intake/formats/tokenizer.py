@@ -122,8 +122,9 @@ def _join_lines(text: str, d: Delimiters, warnings: list[ParseWarning]) -> str:
     term = d.segment
     if "\r" in text:
         text = _NEWLINES.sub("\n", text)
-    if text.count("\n") == text.count(term + "\n"):
-        return text.replace("\n", "")  # the common case: a break after each terminator
+    joined = text.replace(term + "\n", term)
+    if "\n" not in joined:
+        return joined  # the common case: a break after each terminator (and nowhere else)
     lines = [ln.rstrip(" \t") for ln in text.split("\n")]
     lines = [ln for ln in lines if ln]
     if len(lines) >= 3:
@@ -153,7 +154,7 @@ def _split_segments(text: str, d: Delimiters, warnings: list[ParseWarning]) -> l
         return _split_lines(text, d.element, warnings)
     if "\n" in text or "\r" in text:
         text = _join_lines(text, d, warnings)
-    if term + " " in text or term + "\t" in text or text[:1] in (" ", "\t"):
+    if term + " " in text or ("\t" in text and term + "\t" in text) or text[:1] in (" ", "\t"):
         text = re.sub(re.escape(term) + r"[ \t]+", term, text).lstrip(" \t")
     segments = text.split(term)
     if segments and not segments[-1].strip():

@@ -3,265 +3,239 @@
 One ``Remittance`` per ST..SE (one payment from one payer to one payee), its claims (CLP loops) with
 their adjustments, service lines and remark codes. Payer, payee and payment facts are copied onto
 each claim so a consumer can take claims one at a time.
+
+This module is the claim level and the hot loop; the envelope, payment, payer/payee and PLB are
+read by ``x835_remit.RemittanceReader``.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
-from .model import Adjustment, ParsedClaim, ParseWarning, ProviderAdjustment, Remittance, ServiceLine
+from .model import Adjustment, ParsedClaim, ParseWarning, ServiceLine
 from .remarks import CLAIM_STATUS, NSA_REMARK_CODES, PROCEDURE_QUALIFIERS, REVERSAL
 from .tokenizer import Chunk
-from .x12base import Values
+from .x835_remit import RemittanceReader
 
 ZERO = Decimal("0")
 _CODE_IN_AMOUNT = re.compile(r"([A-Z0-9]{4,5})(?:\.0+)?")
 _ENVELOPE = frozenset({"ST", "SE", "GS", "GE", "ISA", "IEA"})
 _PAD = [""] * 10
+# The hot paths build claims and lines with positional arguments (keywords cost twice as much for
+# a 37-field dataclass); tests/unit/test_formats_quirks.py checks the models still have this order.
+CLAIM_FIELDS = (
+    "claim_id", "payer_claim_control_number", "status", "status_label", "reversal", "payer_name",
+    "payer_id", "payee_name", "payee_npi", "payee_tin", "payee_id", "payee_id_qualifier", "rendering_npi",
+    "charge_amount", "paid_amount", "patient_responsibility", "cost_sharing", "allowed_amount",
+    "payment_date", "payment_trace_number", "payment_method", "received_date", "bill_sent_date",
+    "bill_sent_date_source", "statement_from", "statement_to", "place_of_service", "facility_type_code",
+    "frequency_code", "claim_filing_indicator", "adjustments", "remark_codes", "nsa_remark_codes",
+    "repricing", "service_lines", "remittance", "segment",
+)  # fmt: skip
+LINE_FIELDS = (
+    "line_number", "procedure_code", "code_qualifier", "modifiers", "revenue_code", "charge_amount",
+    "paid_amount", "allowed_amount", "units", "service_date", "service_date_end", "cost_sharing",
+    "adjustments", "remark_codes", "control_number", "repricing",
+)  # fmt: skip
 
 
-class Parser835:
+class Parser835(RemittanceReader):
     def __init__(self, warnings: list[ParseWarning]) -> None:
-        self.v = Values(warnings)
-        self.claims: list[ParsedClaim] = []
-        self.remittances: list[Remittance] = []
-        self.version: str | None = None
-        self.remit: Remittance | None = None
-        self.claim: ParsedClaim | None = None
-        self.line: ServiceLine | None = None
-        self.in_payee = False
-        self.header_done = False
-        self.bpr: list[str] = []
-        self.bpr_n = 0
-        self.isa13: str | None = None
-        self.skip = False
+        super().__init__(warnings)
+        # segments the loop does not finish inline (and the inline ones' unusual shapes)
         self.handlers: dict[str, Callable[[list[str], int], None]] = {
-            "SVC": self.svc, "CLP": self.clp, "LQ": self.lq, "NM1": self.nm1, "MOA": self.moa,
-            "MIA": self.mia, "N1": self.n1, "BPR": self.bpr_, "TRN": self.trn, "PLB": self.plb, "ST": self.st,
-            "SE": self.se, "GS": self.gs, "ISA": self.isa,
+            "CLP": self.clp, "SVC": self.svc, "CAS": self.cas, "MOA": self.moa, "MIA": self.mia,
+            "N1": self.n1, "BPR": self.bpr_, "TRN": self.trn, "PLB": self.plb, "ST": self.st, "SE": self.se,
+            "GS": self.gs, "ISA": self.isa,
         }  # fmt: skip
 
     # -- the loop ---------------------------------------------------------------------------------
     def feed(self, chunk: Chunk) -> None:
-        """The hot loop: service lines, adjustments and their dates are read inline (they are most
-        of an 835's segments); everything else goes to its handler."""
+        """The hot loop. The segments of a claim (DTM, CAS, REF, AMT, SVC, NM1, LQ) are read inline,
+        with the open claim and line in locals and dates looked up in the per-file cache first; a
+        segment whose shape is unusual (several CAS triplets, an SVC amount that does not
+        read, no open claim) and every other segment go to their handler, which warns as needed.
+        Before a handler runs, ``self.claim``/``self.line`` are brought up to date; after it, the
+        locals are read back (CLP, PLB, ST, SE change them)."""
         v = self.v
         v.start(chunk)
         sep = chunk.delimiters.element
         handlers = self.handlers
         day = v.day
+        dates = v.dates
         money = v.money
-        n = chunk.first - 1
         skip = self.skip
-        for seg in chunk.segments:
-            n += 1
+        claim = self.claim
+        line = self.line
+        for n, seg in enumerate(chunk.segments, chunk.first):
             els = seg.split(sep)
             tag = els[0]
             if skip and tag not in _ENVELOPE:
                 continue
-            if tag == "CAS":
-                self.cas(els, n)
-            elif tag == "DTM":
-                if len(els) > 2:
-                    q = els[1]
-                    line = self.line
-                    if line is not None and (q == "472" or q == "150"):
-                        line.service_date = day(els[2], n, "DTM", "DTM02")
-                    else:
-                        self.dtm(els, n)
-            elif tag == "AMT":
-                line = self.line
-                if line is not None and len(els) > 2 and els[1] == "B6":
-                    line.allowed_amount = money(els, 2, n)
+            size = len(els)
+            if tag == "DTM":
+                if size > 2:
+                    q, raw = els[1], els[2]
+                    if q == "472" or q == "150":
+                        if line is not None:
+                            line.service_date = dates.get(raw) or day(raw, n, "DTM", "DTM02")
+                    elif q == "232" or q == "233" or q == "050":
+                        if claim is not None:
+                            d = dates.get(raw) or day(raw, n, "DTM", "DTM02")
+                            if q == "232":
+                                claim.statement_from = d
+                            elif q == "233":
+                                claim.statement_to = d
+                            else:
+                                claim.received_date = d
+                    elif q == "151":
+                        if line is not None:
+                            line.service_date_end = dates.get(raw) or day(raw, n, "DTM", "DTM02")
+                    elif q == "405" and claim is None:
+                        self.line = line
+                        self.production_date(els, n)
+                        claim, line = self.claim, self.line
+                continue
+            elif tag == "CAS":
+                if size == 4 and claim is not None:  # one triplet: the common case
+                    raw = els[3]
+                    try:
+                        amount: Decimal | None = Decimal(raw)
+                    except InvalidOperation:
+                        amount = None
+                    if amount is not None and amount.is_finite() and "_" not in raw:
+                        group = els[1].strip()
+                        adjustment = Adjustment(group, els[2], amount, None)
+                        if line is not None:
+                            line.adjustments.append(adjustment)
+                            if group == "PR":
+                                claim.cost_sharing = (claim.cost_sharing or ZERO) + amount
+                                line.cost_sharing = (line.cost_sharing or ZERO) + amount
+                        else:
+                            claim.adjustments.append(adjustment)
+                            if group == "PR":
+                                claim.cost_sharing = (claim.cost_sharing or ZERO) + amount
+                        continue
             elif tag == "REF":
-                if self.line is not None and len(els) > 2 and els[1] == "6R":
-                    self.line.control_number = els[2].strip() or None
-                else:
-                    self.ref(els, n)
-            else:
-                handler = handlers.get(tag)
-                if handler is not None:
-                    handler(els, n)
-                    skip = self.skip
-
-    def finish(self) -> None:
-        if self.remit is not None:
-            self.v.warnings.append(
-                ParseWarning(
-                    "truncated",
-                    f"remittance {self.remit.index + 1} has no SE: the file ends inside it (truncated?)",
-                )
-            )
-            self._close_remittance(None)
-        counts = Counter(c.claim_id for c in self.claims)
-        for claim_id, count in counts.items():
-            if count > 1:
-                statuses = sorted({c.status or "?" for c in self.claims if c.claim_id == claim_id})
-                self.v.warnings.append(
-                    ParseWarning(
-                        "duplicate_claim_id",
-                        f"claim id {claim_id!r} appears {count} times (statuses {', '.join(statuses)}); "
-                        "each is kept (a reversal and its correction share the id)",
-                    )
-                )
-        if not self.claims:
-            self.v.warnings.append(ParseWarning("no_claims", "the file has no claims (no CLP segment)"))
-
-    # -- envelope and header ----------------------------------------------------------------------
-    def isa(self, els: list[str], n: int) -> None:
-        self.isa13 = self.v.text(els, 13)
-
-    def gs(self, els: list[str], n: int) -> None:
-        self.version = self.v.text(els, 8) or self.version
-
-    def st(self, els: list[str], n: int) -> None:
-        if self.remit is not None:
-            self.v.warn("truncated", "a new ST before the SE of the last one", n, "ST")
-            self._close_remittance(n)
-        if (self.v.text(els, 1) or "") != "835":
-            self.skip = True
-            self.v.warn("skipped", f"transaction set {els[1][:6] if len(els) > 1 else ''!r} skipped", n, "ST")
-            return
-        self.skip = False
-        version = self.v.text(els, 3) or self.version
-        self.remit = Remittance(
-            index=len(self.remittances), control_number=self.v.text(els, 2), version=version,
-            interchange_control_number=self.isa13, segment=n,
-        )  # fmt: skip
-        self.remittances.append(self.remit)
-        self.claim = self.line = None
-        self.in_payee = self.header_done = False
-        self.bpr = []
-
-    def _remittance(self, n: int, tag: str) -> Remittance:
-        if self.remit is None:  # segments without ST (no envelope at all): one implicit remittance
-            self.remit = Remittance(index=len(self.remittances), version=self.version, segment=n)
-            self.remittances.append(self.remit)
-            self.claim = self.line = None
-            self.in_payee = self.header_done = False
-            self.bpr = []
-        return self.remit
-
-    def bpr_(self, els: list[str], n: int) -> None:
-        r = self._remittance(n, "BPR")
-        v = self.v
-        r.handling_code = v.text(els, 1)
-        r.payment_amount = v.money(els, 2, n)
-        r.credit_debit = v.text(els, 3)
-        r.payment_method = v.text(els, 4)
-        self.bpr, self.bpr_n = els, n
-
-    def trn(self, els: list[str], n: int) -> None:
-        r = self._remittance(n, "TRN")
-        if r.trace_number is None and self.claim is None:
-            r.trace_number = self.v.text(els, 2)
-            r.trace_originator = self.v.text(els, 3)
-
-    def n1(self, els: list[str], n: int) -> None:
-        r = self._remittance(n, "N1")
-        v = self.v
-        role = v.text(els, 1)
-        name = v.text(els, 2)
-        qualifier, ident = v.text(els, 3), v.text(els, 4)
-        if role == "PR":
-            self.in_payee = False
-            r.payer_name, r.payer_id, r.payer_id_qualifier = name, ident, qualifier
-            if name is None:
-                v.warn("empty_name", "the payer's name (N102) is empty", n, "N1", "N102")
-        elif role == "PE":
-            self.in_payee = True
-            r.payee_name, r.payee_id, r.payee_id_qualifier = name, ident, qualifier
-            if qualifier == "XX":
-                r.payee_npi = ident
-            elif qualifier == "FI":
-                r.payee_tin = ident
-            if name is None:
-                v.warn("empty_name", "the payee's name (N102) is empty", n, "N1", "N102")
-            if ident is None:
-                v.warn("no_payee_id", "the payee has no identifier (N104)", n, "N1", "N104")
-
-    def _resolve_header(self, n: int) -> None:
-        """Payment date: BPR16 when it is a date; a date sent in BPR15 instead; else DTM*405."""
-        r = self._remittance(n, "CLP")
-        self.header_done = True
-        v, els, at = self.v, self.bpr, self.bpr_n
-        day = None
-        if len(els) > 16 and els[16].strip():
-            day = v.day(els[16], at, "BPR", "BPR16")
-            if day is not None:
-                r.payment_date, r.payment_date_source = day, "BPR16"
-        elif len(els) > 15 and len(els[15].strip()) == 8 and els[15].strip().isdigit():
-            day = v.day(els[15], at, "BPR", "BPR15")
-            if day is not None:
-                r.payment_date, r.payment_date_source = day, "BPR15"
-                v.warn(
-                    "payment_date_bpr15", "the payment date was sent in BPR15, not BPR16", at, "BPR", "BPR15"
-                )
-        if r.payment_date is None and r.production_date is not None:
-            r.payment_date, r.payment_date_source = r.production_date, "DTM405"
-            v.warn(
-                "payment_date_fallback",
-                "no usable payment date in BPR16; the production date DTM*405 is used",
-                at or n, "BPR", "BPR16",
-            )  # fmt: skip
-        elif r.payment_date is None:
-            v.warn(
-                "no_payment_date", "no payment date: BPR16 and DTM*405 are missing or invalid",
-                at or n, "BPR" if els else "CLP",
-            )  # fmt: skip
+                if size > 2:
+                    if line is not None:
+                        if els[1] == "6R":
+                            line.control_number = els[2].strip() or None
+                    elif claim is None:
+                        self.claim, self.line = claim, line
+                        self.payee_ref(els, n)
+                continue
+            elif tag == "AMT":
+                if line is not None and size > 2 and els[1] == "B6":
+                    raw = els[2]
+                    try:
+                        amount = Decimal(raw)
+                    except InvalidOperation:
+                        amount = None
+                    if amount is not None and amount.is_finite() and "_" not in raw:
+                        line.allowed_amount = amount
+                    else:  # empty: None; not a number: None and a warning
+                        line.allowed_amount = money(els, 2, n)
+                continue
+            elif tag == "SVC":
+                comp = v.component
+                if claim is not None and size > 3 and comp in els[1]:  # a well-formed line
+                    # as svc() reads them (Decimal, finite); anything else goes to svc()
+                    raw = els[5] if size > 5 else ""
+                    try:
+                        charge = Decimal(els[2])
+                        paid = Decimal(els[3])
+                        units = Decimal(raw) if raw else None
+                    except InvalidOperation:
+                        charge = None
+                    if (
+                        charge is not None and charge.is_finite() and paid.is_finite()
+                        and (units is None or units.is_finite())
+                    ):  # fmt: skip
+                        parts = els[1].split(comp)
+                        modifiers = parts[2:6]
+                        if "" in modifiers:
+                            modifiers = [m for m in modifiers if m]
+                        lines = claim.service_lines
+                        line = ServiceLine(
+                            len(lines) + 1, parts[1] or None, parts[0] or None, modifiers,
+                            (els[4].strip() or None) if size > 4 else None, charge, paid, None, units,
+                            None, None, ZERO, [], [], None, None,
+                        )  # fmt: skip
+                        lines.append(line)
+                        continue
+            elif tag == "NM1":
+                # NM1*QC (the patient) and NM1*IL (the insured) are never read: names stay out
+                if claim is not None and size > 9 and els[1] == "82" and els[8] == "XX":
+                    claim.rendering_npi = els[9].strip() or None
+                continue
+            elif tag == "LQ":
+                if claim is not None and size > 2 and els[1] == "HE":
+                    code = els[2].strip()
+                    if code:
+                        (line.remark_codes if line is not None else claim.remark_codes).append(code)
+                        if code in NSA_REMARK_CODES and code not in claim.nsa_remark_codes:
+                            claim.nsa_remark_codes.append(code)
+                continue
+            handler = handlers.get(tag)
+            if handler is not None:
+                self.claim, self.line = claim, line
+                handler(els, n)
+                claim, line, skip = self.claim, self.line, self.skip
+        self.claim, self.line = claim, line
 
     # -- claims ---------------------------------------------------------------------------------
     def clp(self, els: list[str], n: int) -> None:
         if not self.header_done:
             self._resolve_header(n)
-        r = self._remittance(n, "CLP")
+        r = self.remit
+        if r is None:
+            r = self._remittance(n, "CLP")
         v = self.v
-        status = els[2] if len(els) > 2 else None
-        claim_id = els[1].strip() if len(els) > 1 else ""
+        size = len(els)
+        status = els[2] if size > 2 else None
+        claim_id = els[1].strip() if size > 1 else ""
         if not claim_id:
             v.warn("no_claim_id", "the patient control number (CLP01) is empty", n, "CLP", "CLP01")
-        if len(els) < 5:
-            v.warn("truncated_claim", f"CLP has {len(els) - 1} of at least 4 elements", n, "CLP")
-        e = els if len(els) >= 10 else els + _PAD[: 10 - len(els)]
+        if size < 5:
+            v.warn("truncated_claim", f"CLP has {size - 1} of at least 4 elements", n, "CLP")
+        e = els if size >= 10 else els + _PAD[: 10 - size]
+        raw3, raw4, raw5 = e[3], e[4], e[5]
+        charge: Decimal | None
+        paid: Decimal | None
+        try:  # the common case, read as v.money would; anything else is read (and reported) by it
+            charge_, paid_ = Decimal(raw3), Decimal(raw4)
+            responsibility = Decimal(raw5) if raw5 else None
+            read = (
+                charge_.is_finite() and paid_.is_finite() and "_" not in raw3 and "_" not in raw4
+                and (responsibility is None or (responsibility.is_finite() and "_" not in raw5))
+            )  # fmt: skip
+            charge, paid = charge_, paid_
+        except InvalidOperation:
+            read = False
+        if not read:
+            money = v.money
+            charge = money(e, 3, n)
+            paid = money(e, 4, n)
+            responsibility = money(e, 5, n) if raw5 else None
         claim = ParsedClaim(
-            claim_id=claim_id, payer_claim_control_number=e[7].strip() or None, status=status,
-            status_label=CLAIM_STATUS.get(status or ""), reversal=status == REVERSAL,
-            payer_name=r.payer_name, payer_id=r.payer_id, payee_name=r.payee_name, payee_npi=r.payee_npi,
-            payee_tin=r.payee_tin, payee_id=r.payee_id, payee_id_qualifier=r.payee_id_qualifier,
-            charge_amount=v.money(e, 3, n), paid_amount=v.money(e, 4, n),
-            patient_responsibility=v.money(e, 5, n) if e[5] else None, cost_sharing=ZERO,
-            payment_date=r.payment_date, payment_trace_number=r.trace_number, payment_method=r.payment_method,
-            claim_filing_indicator=e[6].strip() or None, facility_type_code=e[8].strip() or None,
-            frequency_code=e[9].strip() or None, remittance=r.index, segment=n,
+            claim_id, e[7].strip() or None, status, CLAIM_STATUS.get(status or ""), status == REVERSAL,
+            r.payer_name, r.payer_id, r.payee_name, r.payee_npi, r.payee_tin, r.payee_id,
+            r.payee_id_qualifier, None, charge, paid, responsibility, ZERO, None, r.payment_date,
+            r.trace_number, r.payment_method, None, None, None, None, None, None, e[8].strip() or None,
+            e[9].strip() or None, e[6].strip() or None, [], [], [], None, [], r.index, n,
         )  # fmt: skip
         if status is not None and status not in CLAIM_STATUS:
             v.warn("unknown_status", f"claim status {status[:4]!r} is not a CLP02 code", n, "CLP", "CLP02")
-        if len(els) > 4 and claim.paid_amount is None:
+        if size > 4 and paid is None:
             v.warn("no_paid_amount", "the claim payment amount (CLP04) is missing", n, "CLP", "CLP04")
         self._close_claim()
         self.claim = claim
         self.line = None
         self.claims.append(claim)
         r.claim_count += 1
-
-    def _close_claim(self) -> None:
-        c = self.claim
-        if c is None:
-            return
-        if c.service_lines:
-            allowed = [ln.allowed_amount for ln in c.service_lines if ln.allowed_amount is not None]
-            if allowed:
-                c.allowed_amount = sum(allowed, ZERO)
-        pr = c.patient_responsibility
-        if pr is not None and c.cost_sharing is not None and pr != c.cost_sharing and c.cost_sharing:
-            self.v.warn(
-                "cost_sharing_mismatch",
-                f"CLP05 patient responsibility {pr} differs from the CAS PR total {c.cost_sharing}",
-                c.segment or 0, "CLP", "CLP05",
-            )  # fmt: skip
 
     def svc(self, els: list[str], n: int) -> None:
         c = self.claim
@@ -270,7 +244,7 @@ class Parser835:
             return
         v = self.v
         comp = v.component
-        if len(els) > 3 and comp in els[1]:  # the fast path: a well-formed line
+        if len(els) > 3 and comp in els[1]:  # well-formed, but an amount the loop's fast path refused
             charge: Decimal | None
             paid: Decimal | None
             units: Decimal | None
@@ -330,11 +304,8 @@ class Parser835:
             raw = els[k + 1] if k + 1 < size else ""
             if not reason and not raw:
                 continue
-            try:
-                amount = Decimal(raw)
-                if not amount.is_finite() or "_" in raw:
-                    raise InvalidOperation
-            except InvalidOperation:
+            amount = self.v.amount(raw)
+            if amount is None:
                 self.v.warn("invalid_adjustment", "an adjustment without a valid amount was ignored", n,
                             "CAS", f"CAS{k + 1:02d}")  # fmt: skip
                 continue
@@ -344,29 +315,6 @@ class Parser835:
                 c.cost_sharing = (c.cost_sharing or ZERO) + amount
                 if line is not None:
                     line.cost_sharing = (line.cost_sharing or ZERO) + amount
-
-    def dtm(self, els: list[str], n: int) -> None:
-        if len(els) < 3:
-            return
-        q = els[1]
-        if q == "472" or q == "150":
-            if self.line is not None:
-                self.line.service_date = self.v.day(els[2], n, "DTM", "DTM02")
-        elif q == "151":
-            if self.line is not None:
-                self.line.service_date_end = self.v.day(els[2], n, "DTM", "DTM02")
-        elif q == "232" or q == "233" or q == "050":
-            c = self.claim
-            if c is not None:
-                day = self.v.day(els[2], n, "DTM", "DTM02")
-                if q == "232":
-                    c.statement_from = day
-                elif q == "233":
-                    c.statement_to = day
-                else:
-                    c.received_date = day
-        elif q == "405" and self.claim is None:
-            self._remittance(n, "DTM").production_date = self.v.day(els[2], n, "DTM", "DTM02")
 
     def _remarks(self, codes: list[str], on_line: bool) -> None:
         c = self.claim
@@ -381,78 +329,11 @@ class Parser835:
             if code in NSA_REMARK_CODES and code not in c.nsa_remark_codes:
                 c.nsa_remark_codes.append(code)
 
-    def lq(self, els: list[str], n: int) -> None:
-        if len(els) > 2 and els[1] == "HE":
-            self._remarks([els[2]], on_line=True)
-
     def moa(self, els: list[str], n: int) -> None:
         self._remarks(els[3:8], on_line=False)
 
     def mia(self, els: list[str], n: int) -> None:
         self._remarks([els[k] for k in (5, 20, 21, 22, 23) if k < len(els)], on_line=False)
-
-    def ref(self, els: list[str], n: int) -> None:
-        if len(els) < 3:
-            return
-        q = els[1]
-        if self.line is not None:
-            if q == "6R":
-                self.line.control_number = els[2].strip() or None
-        elif self.claim is None and self.in_payee and q == "TJ" and self.remit is not None:
-            if self.remit.payee_tin is None:
-                self.remit.payee_tin = els[2].strip() or None
-
-    def nm1(self, els: list[str], n: int) -> None:
-        # NM1*QC (the patient) and NM1*IL (the insured) are never read: names stay out of the result
-        if self.claim is not None and len(els) > 9 and els[1] == "82" and els[8] == "XX":
-            self.claim.rendering_npi = els[9].strip() or None
-
-    def plb(self, els: list[str], n: int) -> None:
-        r = self._remittance(n, "PLB")
-        if not self.header_done:
-            self._resolve_header(n)
-        self._close_claim()
-        self.claim = self.line = None
-        v = self.v
-        provider = v.text(els, 1)
-        day = v.day(els[2], n, "PLB", "PLB02") if len(els) > 2 and els[2] else None
-        for k in range(3, min(len(els), 15), 2):
-            if not els[k]:
-                continue
-            parts = v.composite(els[k], n, "PLB", f"PLB{k:02d}")
-            amount = v.money(els, k + 1, n)
-            if amount is None:
-                v.warn("invalid_adjustment", "a provider adjustment without an amount was ignored", n, "PLB",
-                       f"PLB{k + 1:02d}")  # fmt: skip
-                continue
-            reference = parts[1].strip() or None if len(parts) > 1 else None
-            r.provider_adjustments.append(ProviderAdjustment(provider, day, parts[0], reference, amount))
-
-    def se(self, els: list[str], n: int) -> None:
-        if self.skip:
-            self.skip = False
-            return
-        self._close_remittance(n)
-
-    def _close_remittance(self, n: int | None) -> None:
-        r = self.remit
-        if r is None:
-            return
-        if not self.header_done:
-            self._resolve_header(n or r.segment or 0)
-        self._close_claim()
-        if r.claim_count == 0:
-            only = ", only provider-level adjustments (PLB)" if r.provider_adjustments else ""
-            self.v.warnings.append(
-                ParseWarning(
-                    "no_claims_in_remittance",
-                    f"remittance {r.index + 1} (ST02 {r.control_number or '?'}) has no claims{only}",
-                    f"segment {r.segment} (ST)" if r.segment else None,
-                    r.segment,
-                )
-            )
-        self.remit = None
-        self.claim = self.line = None
 
 
 def parse_835(chunks: list[Chunk], warnings: list[ParseWarning]) -> Parser835:
