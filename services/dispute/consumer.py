@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -97,13 +98,19 @@ class ClaimEventHandler:
         id is the update id). A claim that cannot take it now (not awaiting a payment, ended) keeps
         the refusal on its record, for a person: never a dead letter, never silence."""
         paid = RemittancePayment.model_validate(env.payload)
-        action = PaymentReceived(
-            actor=f"{paid.source} remittance {paid.remittance_id}",
-            received_on=paid.paid_on,
-            amount=paid.amount,
-            source="835",
-            reference=paid.reference,
-        )
+        try:
+            action = PaymentReceived(
+                actor=f"{paid.source} remittance {paid.remittance_id}",
+                received_on=paid.paid_on,
+                amount=paid.amount,
+                source="835",
+                reference=paid.reference,
+            )
+        except ValidationError as exc:  # an amount or date the claim cannot take: for a person
+            details = {"remittance_id": paid.remittance_id, "amount": str(paid.amount)}
+            reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            await record_refused_payment(session, env, details, reason)
+            return
         workflow_id = claim_workflow_id(env.tenant_id, env.claim_id)
         try:
             await execute_update(

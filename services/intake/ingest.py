@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from services.intake.batch import ClaimResult, accept_many
 from services.intake.conversion import Profile, Unusable, claim_from_837
 from services.intake.formats import Format, ParsedClaim, ParseResult, parse, to_jsonable
-from services.intake.matching import apply, find, natural_key
+from services.intake.matching import apply, find, money_fits, natural_key
 from services.intake.models import intake_files, remittance_claims
 from shared.db import unit_of_work
 from shared.settings import get_settings
@@ -207,9 +207,37 @@ async def _remittances(
 ) -> list[dict[str, Any]]:
     source = "fhir-eob" if result.format == "fhir-eob" else "835"
     answers = []
+    applied: set[str] = set()  # a second claim of one file for the same tracked claim goes to review
     for index, c in enumerate(result.claims):
-        answers.append(await record_remittance(session, tenant_id, file_id, index, c, source, received_on))
+        answer = await record_remittance(session, tenant_id, file_id, index, c, source, received_on, applied)
+        if answer.get("applied_as") and answer.get("matched_claim_id"):
+            applied.add(str(answer["matched_claim_id"]))
+        answers.append(answer)
     return answers
+
+
+TEXT_FIELDS = (
+    "claim_id",
+    "payer_claim_control_number",
+    "payer_name",
+    "payer_id",
+    "payee_name",
+    "payee_npi",
+    "payee_tin",
+    "payee_id",
+    "payment_trace_number",
+    "status",
+    "claim_filing_indicator",
+)
+
+
+def clean_claim(c: ParsedClaim) -> ParsedClaim:
+    """No NUL in what is looked up or stored (PostgreSQL refuses it in text): removed in place."""
+    for name in TEXT_FIELDS:
+        value = getattr(c, name)
+        if isinstance(value, str) and "\x00" in value:
+            setattr(c, name, value.replace("\x00", ""))
+    return c
 
 
 def scrub(value: Any) -> Any:
@@ -231,8 +259,10 @@ async def record_remittance(
     c: ParsedClaim,
     source: str,
     received_on: date,
+    applied_in_file: set[str] | None = None,
 ) -> dict[str, Any]:
-    key = scrub(natural_key(source, c))
+    c = clean_claim(c)
+    key = natural_key(source, c)
     row: dict[str, Any] = {
         "tenant_id": tenant_id,
         "file_id": file_id,
@@ -246,9 +276,15 @@ async def record_remittance(
         "payer_name": (c.payer_name or "")[:200] or None,
         "payee_npi": c.payee_npi if c.payee_npi and len(c.payee_npi) == 10 else None,
         "payee_tin": (c.payee_tin or "")[:20] or None,
-        "charge_amount": c.charge_amount,
-        "paid_amount": c.paid_amount,
-        "cost_sharing": c.cost_sharing,
+        "charge_amount": c.charge_amount
+        if money_fits(c.charge_amount)
+        else None,  # the file's value stays in facts
+        "paid_amount": c.paid_amount
+        if money_fits(c.paid_amount)
+        else None,  # the file's value stays in facts
+        "cost_sharing": c.cost_sharing
+        if money_fits(c.cost_sharing)
+        else None,  # the file's value stays in facts
         "payment_date": c.payment_date,
         "trace_number": (c.payment_trace_number or "")[:100] or None,
         "received_on": received_on,
@@ -281,7 +317,9 @@ async def record_remittance(
     match = await find(session, tenant_id, c)
     state, reason, applied_as, event_id = match.state, match.reason, None, None
     if match.state == "matched" and match.claim_id is not None:
-        done = await apply(session, tenant_id, remittance_id, c, match.claim_id, received_on, source)
+        done = await apply(
+            session, tenant_id, remittance_id, c, match.claim_id, received_on, source, applied_in_file
+        )
         state, applied_as, event_id = done.state, done.applied_as, done.event_id
         reason = f"matched by {match.reason}; {done.reason}"
     await session.execute(

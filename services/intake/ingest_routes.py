@@ -24,6 +24,7 @@ from services.intake.ingest_schemas import (
     ApplyIn,
     BatchAccepted,
     BatchIn,
+    DismissIn,
     FileAccepted,
     RemittanceOut,
 )
@@ -193,6 +194,16 @@ async def post_batch(batch: BatchIn, tenant: CurrentTenant) -> JSONResponse:
     valid: list[tuple[ClaimIn, str | None]] = []
     where: list[int] = []
     for index, raw in enumerate(batch.claims):
+        if not isinstance(raw, dict):
+            results[index] = {
+                "index": index,
+                "claim_id": "",
+                "result": "rejected",
+                "problem": "validation-error",
+                "reason": f"claims[{index}]: a claim is a JSON object",
+                "errors": [{"field": f"claims[{index}]", "reason": "a claim is a JSON object"}],
+            }
+            continue
         try:
             valid.append((ClaimIn.model_validate(raw), None))
             where.append(index)
@@ -256,6 +267,25 @@ async def unmatched(
     return [_out(r) for r in rows]
 
 
+async def _locked(session: Any, tenant_id: str, remittance_id: int) -> Any:
+    """The tenant's remittance claim, locked for this transaction; another tenant's is a 404."""
+    r = remittance_claims.c
+    mine = select(remittance_claims).where(r.tenant_id == tenant_id, r.id == remittance_id)
+    row = (await session.execute(mine.with_for_update())).first()
+    if row is None:
+        raise Problem(
+            404, "not-found", "No such remittance claim", f"remittance {remittance_id}", field="remittance_id"
+        )
+    return row
+
+
+async def _fresh(session: Any, remittance_id: int) -> dict[str, Any]:
+    row = (
+        await session.execute(select(remittance_claims).where(remittance_claims.c.id == remittance_id))
+    ).one()
+    return _out(row)
+
+
 @router.post(
     "/remittances/{remittance_id}/apply",
     response_model=RemittanceOut,
@@ -276,23 +306,7 @@ async def apply_remittance(
     matcher would have (initial payment or denial, or a payment). Applying it again to the same
     claim answers the same; to another claim is a 409."""
     async with unit_of_work() as session:
-        row = (
-            await session.execute(
-                select(remittance_claims)
-                .where(
-                    remittance_claims.c.tenant_id == tenant.tenant_id, remittance_claims.c.id == remittance_id
-                )
-                .with_for_update()
-            )
-        ).first()
-        if row is None:
-            raise Problem(
-                404,
-                "not-found",
-                "No such remittance claim",
-                f"remittance {remittance_id}",
-                field="remittance_id",
-            )
+        row = await _locked(session, tenant.tenant_id, remittance_id)
         if row.state == "matched":
             if row.claim_id == body.claim_id:
                 return _out(row)
@@ -322,10 +336,45 @@ async def apply_remittance(
                 reason=f"applied by a person; {done.reason}",
             )
         )
-        fresh = (
-            await session.execute(select(remittance_claims).where(remittance_claims.c.id == remittance_id))
-        ).one()
-    return _out(fresh)
+        return await _fresh(session, remittance_id)
+
+
+@router.post(
+    "/remittances/{remittance_id}/dismiss",
+    response_model=RemittanceOut,
+    responses=v1_problems(
+        400,
+        404,
+        409,
+        _404="No such remittance claim for this tenant",
+        _409="Already applied to a claim: it cannot be dismissed",
+    ),
+)
+async def dismiss_remittance(
+    remittance_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: DismissIn,
+    tenant: CurrentTenant,
+) -> dict[str, Any]:
+    """A person dealt with a remittance claim of the review list another way (a reversal recorded
+    as a correction, a take-back, a remit for a claim idrflow does not track): it leaves the list,
+    kept with the reason. Dismissing it again answers the same."""
+    async with unit_of_work() as session:
+        row = await _locked(session, tenant.tenant_id, remittance_id)
+        if row.state == "matched":
+            raise Problem(
+                409,
+                "already-applied",
+                "Already applied",
+                f"remittance {remittance_id} was applied to claim {row.claim_id}",
+                field="remittance_id",
+            )
+        if row.state != "dismissed":
+            await session.execute(
+                remittance_claims.update()
+                .where(remittance_claims.c.id == remittance_id)
+                .values(state="dismissed", reason=f"dismissed: {body.reason}")
+            )
+        return await _fresh(session, remittance_id)
 
 
 def _parsed_fields(facts: dict[str, Any]) -> dict[str, Any]:

@@ -61,7 +61,7 @@ class FileAccepted(BaseModel):
 
 class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    claims: list[dict[str, Any]] = Field(
+    claims: list[Any] = Field(
         min_length=1,
         max_length=1000,
         description="canonical claims (the body of POST /v1/claims), each validated and accepted on its own",
@@ -78,6 +78,11 @@ class ApplyIn(BaseModel):
     claim_id: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="the tracked claim it pays"
     )
+
+
+class DismissIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$", description="why")
 
 
 class RemittanceOut(BaseModel):

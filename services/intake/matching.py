@@ -15,6 +15,7 @@ service as the claim's ``payment-received`` action). A reversal (status 22) is k
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,7 +32,7 @@ from services.intake.formats import ParsedClaim
 from services.intake.models import claim_lines, claims, outbox, remittance_claims
 from shared.events import Envelope, RemittancePayment, deterministic_event_id
 
-REVIEW_STATES = ("unmatched", "ambiguous", "review")
+REVIEW_STATES = ("unmatched", "ambiguous", "review")  # the review list; dismissed ones leave it
 
 
 @dataclass
@@ -50,18 +51,36 @@ class Applied:
     event_id: uuid.UUID | None = None
 
 
+CENT = Decimal("0.01")
+LIMIT = Decimal("9999999999.99")  # Numeric(12, 2)
+
+
+def money_fits(value: Decimal | None) -> bool:
+    """A finite amount with at most two decimals that the claim record can hold."""
+    return value is None or (value.is_finite() and abs(value) <= LIMIT and value == value.quantize(CENT))
+
+
+def _amount(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    return str(value.quantize(CENT)) if money_fits(value) else str(value)
+
+
 def natural_key(source: str, c: ParsedClaim) -> str:
-    """The same remittance claim in another file (a re-sent ERA) has the same key."""
+    """The same remittance claim in another file (a re-sent ERA, amounts written 350 or 350.00) has
+    the same key: a SHA-256 of its payer, trace, payer claim number, patient control number,
+    status and amounts."""
     parts = (
         source,
-        c.payer_id or c.payer_name or "",
+        (c.payer_id or c.payer_name or "").strip().lower(),
         c.payment_trace_number or "",
         c.payer_claim_control_number or "",
         c.claim_id,
         c.status or "",
-        str(c.paid_amount) if c.paid_amount is not None else "",
+        _amount(c.charge_amount),
+        _amount(c.paid_amount),
     )
-    return "|".join(parts)[:400]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 def _candidate(row: Any) -> dict[str, Any]:
@@ -69,7 +88,7 @@ def _candidate(row: Any) -> dict[str, Any]:
         "claim_id": row.claim_id,
         "payer_name": row.payer_name,
         "provider_npi": row.provider_npi,
-        "billed": str(row.billed) if getattr(row, "billed", None) is not None else None,
+        "billed": str(row.billed_total) if row.billed_total is not None else None,
         "initial_payment_received_on": (
             row.initial_payment_received_on.isoformat() if row.initial_payment_received_on else None
         ),
@@ -83,40 +102,16 @@ async def find(session: AsyncSession, tenant_id: str, c: ParsedClaim) -> Match:
             reason=f"a {PUBLIC_PROGRAMS[c.claim_filing_indicator]} remit (CLP06 {c.claim_filing_indicator}): "
             "the federal IDR process does not apply",
         )
-    if c.payer_claim_control_number:
-        earlier = (
-            await session.execute(
-                select(remittance_claims.c.claim_id)
-                .where(
-                    remittance_claims.c.tenant_id == tenant_id,
-                    remittance_claims.c.payer_claim_control_number == c.payer_claim_control_number,
-                    remittance_claims.c.state == "matched",
-                    remittance_claims.c.claim_id.is_not(None),
-                )
-                .limit(1)
-            )
-        ).scalar()
-        if earlier:
-            return Match(
-                "matched", earlier, reason="the payer's claim control number of an earlier remittance"
-            )
     mine = claims.c.tenant_id == tenant_id
-    billed = (
-        select(claim_lines.c.claim_id, func.sum(claim_lines.c.billed).label("billed"))
-        .where(claim_lines.c.tenant_id == tenant_id)
-        .group_by(claim_lines.c.claim_id)
-        .subquery()
-    )
     columns = (
         claims.c.claim_id,
         claims.c.payer_name,
         claims.c.provider_npi,
         claims.c.provider_tin,
         claims.c.initial_payment_received_on,
-        billed.c.billed,
+        claims.c.billed_total,
     )
-    base = select(*columns).join(billed, billed.c.claim_id == claims.c.claim_id, isouter=True)
-    same = (await session.execute(base.where(mine, claims.c.claim_id == c.claim_id))).first()
+    same = (await session.execute(select(*columns).where(mine, claims.c.claim_id == c.claim_id))).first()
     if same is not None:
         npi_differs = c.payee_npi is not None and c.payee_npi != same.provider_npi
         tin_differs = c.payee_tin is not None and c.payee_tin != same.provider_tin
@@ -131,6 +126,24 @@ async def find(session: AsyncSession, tenant_id: str, c: ParsedClaim) -> Match:
                 reason="the patient control number is a tracked claim's, but the payee is another provider",
             )
         return Match("matched", same.claim_id, reason="the patient control number (CLP01)")
+    if c.payer_claim_control_number and c.payer_name:
+        # the same payer's claim number on an earlier remittance of this provider (a later payment
+        # whose patient control number was re-keyed); another payer's number means nothing here
+        r = remittance_claims.c
+        earlier = select(r.claim_id).where(
+            r.tenant_id == tenant_id,
+            r.payer_claim_control_number == c.payer_claim_control_number,
+            func.lower(r.payer_name) == c.payer_name.lower(),
+            r.state == "matched",
+            r.claim_id.is_not(None),
+        )
+        if c.payee_npi:
+            earlier = earlier.where(r.payee_npi == c.payee_npi)
+        found = sorted({row.claim_id for row in (await session.execute(earlier.limit(5))).all()})
+        if len(found) == 1:
+            return Match(
+                "matched", found[0], reason="this payer's claim control number on an earlier remittance"
+            )
     provider = []
     if c.payee_npi:
         provider.append(claims.c.provider_npi == c.payee_npi)
@@ -140,26 +153,29 @@ async def find(session: AsyncSession, tenant_id: str, c: ParsedClaim) -> Match:
         return Match(
             "unmatched", reason="no claim has this patient control number, and the payee has no NPI or TIN"
         )
-    nearby = base.where(mine, or_(*provider))
+    nearby = select(*columns).where(mine, or_(*provider))
     if c.payer_name:
         nearby = nearby.where(func.lower(claims.c.payer_name) == c.payer_name.lower())
-    if c.charge_amount is not None:  # the closest amounts first: the likeliest candidates
-        nearby = nearby.order_by(
-            func.abs(func.coalesce(billed.c.billed, 0) - c.charge_amount), claims.c.claim_id
+    exact: list[Any] = []
+    if c.charge_amount is not None and money_fits(c.charge_amount):
+        exact = list(
+            (await session.execute(nearby.where(claims.c.billed_total == c.charge_amount).limit(11))).all()
         )
-    rows = (await session.execute(nearby.limit(50))).all()
-    exact = [r for r in rows if c.charge_amount is not None and r.billed == c.charge_amount]
     if len(exact) == 1:
         return Match("matched", exact[0].claim_id, reason="the provider, payer and billed amount")
     if len(exact) > 1:
         return Match(
             "ambiguous",
             candidates=[_candidate(r) for r in exact[:10]],
-            reason=f"{len(exact)} claims of this provider and payer have the billed amount {c.charge_amount}",
+            reason=f"several claims of this provider and payer have the billed amount {c.charge_amount}",
         )
+    hints = nearby
+    if c.charge_amount is not None and money_fits(c.charge_amount):  # the closest amounts first
+        hints = hints.order_by(func.abs(func.coalesce(claims.c.billed_total, 0) - c.charge_amount))
+    rows = (await session.execute(hints.order_by(claims.c.claim_id).limit(5))).all()
     return Match(
         "unmatched",
-        candidates=[_candidate(r) for r in rows[:5]],
+        candidates=[_candidate(r) for r in rows],
         reason="no tracked claim has this patient control number, or this provider, payer and billed amount",
     )
 
@@ -172,8 +188,10 @@ async def apply(
     claim_id: str,
     received_on: date,
     source: str,
+    applied_in_file: set[str] | None = None,
 ) -> Applied:
-    """Apply a matched remittance claim to ``claim_id`` in the caller's transaction."""
+    """Apply a matched remittance claim to ``claim_id`` in the caller's transaction.
+    ``applied_in_file``: the claims an earlier claim of the same file was applied to."""
     stored = (
         await session.execute(
             select(claims).where(claims.c.tenant_id == tenant_id, claims.c.claim_id == claim_id)
@@ -185,9 +203,18 @@ async def apply(
         return Applied(
             "review",
             None,
-            "a reversal (CLP02 22) of an earlier payment: check the claim's payments and record "
-            "the correction",
+            "a reversal (CLP02 22) of an earlier payment: check the claim's payments, record the "
+            "correction, then dismiss this remittance",
         )
+    if applied_in_file and claim_id in applied_in_file:
+        return Applied(
+            "review",
+            None,
+            f"another claim of this file was already applied to claim {claim_id} (a correction after "
+            "a reversal?): a person decides",
+        )
+    if not (money_fits(c.paid_amount) and money_fits(c.charge_amount)):
+        return Applied("review", None, "an amount is not money with at most two decimals: check the file")
     if stored.initial_payment_received_on is None:
         lines = (
             await session.execute(
@@ -214,8 +241,29 @@ async def apply(
     amount = c.paid_amount or Decimal(0)
     if amount <= 0:
         return Applied(
-            "matched", None, "no payment in this remittance claim; the claim's initial payment is known"
+            "review",
+            None,
+            f"no payment ({amount}) for a claim whose initial payment is known "
+            f"({stored.initial_payment_received_on.isoformat()}): a re-adjudication or a take-back",
         )
+    if c.payer_claim_control_number:
+        r = remittance_claims.c
+        initial = await session.execute(
+            select(r.id).where(
+                r.tenant_id == tenant_id,
+                r.claim_id == claim_id,
+                r.applied_as == "initial_payment",
+                r.payer_claim_control_number == c.payer_claim_control_number,
+                r.id != remittance_id,
+            )
+        )
+        if initial.first() is not None:
+            return Applied(
+                "review",
+                None,
+                "the payer re-adjudicated the claim of its initial payment (same claim control "
+                "number): record the corrected initial payment, then dismiss this remittance",
+            )
     paid_on = c.payment_date or received_on
     reference = (
         "/".join(x for x in (c.payment_trace_number, c.payer_claim_control_number) if x)

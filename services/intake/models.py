@@ -49,6 +49,7 @@ claims = _Table(
     Column("state", String(2), nullable=False),
     Column("bill_sent_on", Date),
     Column("initial_payment_received_on", Date),
+    Column("billed_total", Numeric(14, 2)),  # the lines' billed amounts: an 835's CLP03 is looked up by it
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("tenant_id", "claim_id"),
@@ -169,4 +170,4 @@ remittance_claims = _Table(
 outbox = outbox_table(SCHEMA)
 
 # an 835 claim whose patient control number is unknown is looked for by provider, payer and amount
-Index("ix_intake_claims_provider", claims.c.tenant_id, claims.c.provider_npi)
+Index("ix_intake_claims_provider", claims.c.tenant_id, claims.c.provider_npi, claims.c.billed_total)

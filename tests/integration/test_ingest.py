@@ -247,3 +247,73 @@ async def test_files_that_cannot_be_read_are_problems_never_5xx(intake: httpx.As
             )
         ).one()
     assert kept.filename == "era.835" and kept.size_bytes == len(file)
+
+
+async def test_what_a_hostile_review_found_stays_fixed(intake: httpx.AsyncClient) -> None:
+    a, b = uid("HA"), uid("HB")
+    for cid in (a, b):
+        await intake.post("/v1/claims/x12", content=x837(cid), headers=X12, params=PROFILE)
+    first = x835([{"claim_id": a, "billed": "2400", "paid": "350", "pccn": "000123"}])
+    assert (await intake.post("/v1/remittances", content=first, headers=X12)).json()["results"][0][
+        "applied_as"
+    ] == "initial_payment"
+
+    # another payer's claim with the same control number, for claim b: b's own initial payment
+    other = x835([{"claim_id": b, "billed": "2400", "paid": "777", "pccn": "000123"}], payer="OTHER PLAN")
+    [r] = (await intake.post("/v1/remittances", content=other, headers=X12)).json()["results"]
+    assert r["matched_claim_id"] == b and r["applied_as"] == "initial_payment", r
+
+    # the same ERA re-sent with 350.00 for 350: the same remittance claim, not a payment
+    resent = first.replace("*350*", "*350.00*").replace("EFT", "EFT")
+    [d] = (await intake.post("/v1/remittances", content=resent, headers=X12)).json()["results"]
+    assert d["result"] in ("duplicate", "review"), d
+    assert d.get("applied_as") is None
+
+    # a reversal and its correction in one file, $0 and odd amounts after the initial payment:
+    # for a person, never a payment
+    fix = x835(
+        [
+            {"claim_id": a, "billed": "2400", "paid": "-350", "status": "22", "pccn": "000123"},
+            {"claim_id": a, "billed": "2400", "paid": "420", "pccn": "000123"},
+        ]
+    )
+    reversal, correction = (await intake.post("/v1/remittances", content=fix, headers=X12)).json()["results"]
+    assert reversal["result"] == "review" and correction["result"] == "review", (reversal, correction)
+    zero = x835([{"claim_id": a, "billed": "2400", "paid": "0", "status": "4", "pccn": "Z1"}])
+    [z] = (await intake.post("/v1/remittances", content=zero, headers=X12)).json()["results"]
+    assert z["result"] == "review"
+    odd = x835([{"claim_id": a, "billed": "2400", "paid": "350.005", "pccn": "Z2"}])
+    [o] = (await intake.post("/v1/remittances", content=odd, headers=X12)).json()["results"]
+    assert o["result"] == "review" and o.get("applied_as") is None
+    assert not [e for e in await events_for(a) if e["event_type"] == "RemittancePayment"]
+
+    dismissed = await intake.post(
+        f"/v1/remittances/{reversal['remittance_id']}/dismiss", json={"reason": "booked"}
+    )
+    assert dismissed.status_code == 200 and dismissed.json()["state"] == "dismissed"
+    listed = (await intake.get("/v1/remittances/unmatched", params={"limit": 500})).json()
+    assert reversal["remittance_id"] not in {x["id"] for x in listed}
+
+    # amounts beyond the record and a NUL in a FHIR id: answers, never a 500, the file kept
+    huge = x835(
+        [
+            {"claim_id": uid("BIG"), "billed": "99999999999", "paid": "1E+20"},
+            {"claim_id": uid("OK"), "billed": "10", "paid": "1"},
+        ]
+    )
+    r2 = await intake.post("/v1/remittances", content=huge, headers=X12)
+    assert r2.status_code == 202, r2.text
+    assert len(r2.json()["results"]) == 2
+    eob = {**EXAMPLE_EOB, "id": "EOB\u0000X", "insurer": {"display": "Pl\u0000an"}}
+    r3 = await intake.post(
+        "/v1/fhir/ExplanationOfBenefit",
+        content=json.dumps(eob),
+        headers={"content-type": "application/fhir+json"},
+    )
+    assert r3.status_code in (202, 422), r3.text
+
+    # a batch entry that is not an object is refused alone
+    batch = await intake.post(
+        "/v1/claims:batch", json={"claims": [claim(claim_id=uid("BO")), "str", None, [1]]}
+    )
+    assert batch.status_code == 202 and batch.json()["summary"] == {"accepted": 1, "rejected": 3}
