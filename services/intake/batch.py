@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
@@ -101,6 +102,7 @@ def _claim_values(claim: ClaimIn) -> tuple[Any, ...]:
         claim.state,
         claim.bill_sent_on,
         claim.initial_payment_received_on,
+        sum((line.billed for line in claim.lines), Decimal(0)),  # billed_total: an 835 is found by it
     )
 
 
@@ -266,9 +268,9 @@ _CLAIM_COLUMNS = (
     "claim_id", "source_system", "latest_event_sequence", "payer_name", "plan_type",
     "payer_contact_email", "provider_npi", "provider_tin", "provider_name", "patient_name",
     "patient_member_id", "patient_date_of_birth", "service_category", "state", "bill_sent_on",
-    "initial_payment_received_on",
+    "initial_payment_received_on", "billed_total",
 )  # fmt: skip
-_CLAIM_TYPES = ("text", "text", "int", *["text"] * 8, "date", "text", "text", "date", "date")
+_CLAIM_TYPES = ("text", "text", "int", *["text"] * 8, "date", "text", "text", "date", "date", "numeric")
 _LINE_COLUMNS = (
     "claim_id", "line_number", "service_code", "code_system", "service_date", "billed", "paid", "qpa",
     "cost_sharing",
