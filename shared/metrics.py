@@ -387,6 +387,11 @@ def install_metrics(
 
     configure_tracing(service)
     app.add_middleware(ObserveRequests, service=service)
+    # ObserveRequests makes the server span: FastAPI's own (on by itself once a tracer provider is
+    # set) would add three more spans to every request, the same server span twice in each trace
+    telemetry = getattr(app, "_telemetry", None)
+    if isinstance(telemetry, dict):
+        telemetry["tracing"] = False
     scrapes = list(scrapes)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
