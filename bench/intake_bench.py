@@ -419,12 +419,12 @@ async def measure(url: str, port: int, api_key: str, console: Console) -> list[F
     run = uuid.uuid4().hex[:6]
     try:
         # warm both sides (connections, prepared statements, the server's first requests)
-        warm = synthetic(f"W{run}", 200, 0)
+        warm = synthetic(f"W{run}", 100 + BATCH, 0)
         await post_single(client, warm[:100])
         await post_batches(client, [warm[100:]])
-        await drive(
-            CLIENTS, [[rows_of(c)] for c in synthetic(f"V{run}", 100, 0)], lambda b: bare_insert(engine, b)
-        )
+        bare = synthetic(f"V{run}", 100 + BATCH, 0)
+        await drive(CLIENTS, [[rows_of(c)] for c in bare[:100]], lambda b: bare_insert(engine, b))
+        await bare_insert(engine, [rows_of(c) for c in bare[100:]])
         for r in range(ROUNDS):
             for kind in ("bare", "http"):
                 prefix = f"{kind[0].upper()}{run}{r}S"

@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
+from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from services.intake.schemas import ClaimIn
@@ -324,6 +326,9 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
+_INSTANT: TypeAdapter[datetime] = TypeAdapter(datetime)  # as Envelope writes occurred_at
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -405,14 +410,33 @@ async def _write(
         for i in newest.values()
         for n, line in enumerate(i.claim.lines, start=1)
     ]
-    outbox_rows: list[tuple[Any, ...]] = []
-    for i in accepted:
-        out = outbox_row(
-            Envelope.wrap(
-                to_event(i.claim), tenant_id=tenant_id, claim_id=i.claim.claim_id, event_id=i.event_id
-            )
+    # outbox_row(Envelope.wrap(to_event(claim), ...)) for each claim, with what they share made once:
+    # the instant, the topic, the request's trace headers (the payload is dumped once, not twice)
+    occurred_at = _INSTANT.dump_python(datetime.now(UTC), mode="json")
+    event_type, schema_version = ClaimAdjudicated.event_type, ClaimAdjudicated.schema_version
+    topic, trace = topic_for(event_type), with_trace_headers({})
+    outbox_rows = [
+        (
+            i.event_id,
+            topic,
+            f"{tenant_id}:{i.claim.claim_id}",
+            event_type,
+            tenant_id,
+            _json(
+                {
+                    "event_id": str(i.event_id),
+                    "event_type": event_type,
+                    "schema_version": schema_version,
+                    "occurred_at": occurred_at,
+                    "tenant_id": tenant_id,
+                    "claim_id": i.claim.claim_id,
+                    "payload": to_event(i.claim).model_dump(mode="json"),
+                    **trace,
+                }
+            ),
         )
-        outbox_rows.append((*(out[k] for k in _OUTBOX_COLUMNS[:-1]), _json(out["envelope"])))
+        for i in accepted
+    ]
     await db.rows(
         _WRITE_ROWS,
         tenant_id,
