@@ -27,6 +27,7 @@ bench: install
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.rules_bench
 	$(BIN)/python -m bench.worklist_bench
 	$(BIN)/python -m bench.parse_bench
+	$(BIN)/python -m bench.intake_bench
 
 # kill -9 each part of the stack with 1,000 claims in flight (make test runs it with 200)
 chaos: install
