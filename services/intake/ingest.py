@@ -318,7 +318,15 @@ async def record_remittance(
     state, reason, applied_as, event_id = match.state, match.reason, None, None
     if match.state == "matched" and match.claim_id is not None:
         done = await apply(
-            session, tenant_id, remittance_id, c, match.claim_id, received_on, source, applied_in_file
+            session,
+            tenant_id,
+            remittance_id,
+            c,
+            match.claim_id,
+            received_on,
+            source,
+            applied_in_file,
+            certain=match.certain,
         )
         state, applied_as, event_id = done.state, done.applied_as, done.event_id
         reason = f"matched by {match.reason}; {done.reason}"
@@ -327,7 +335,7 @@ async def record_remittance(
         .where(remittance_claims.c.id == remittance_id)
         .values(
             state=state,
-            claim_id=match.claim_id,
+            claim_id=match.claim_id if state == "matched" else None,
             candidates=match.candidates,
             reason=reason,
             applied_as=applied_as,
@@ -338,7 +346,7 @@ async def record_remittance(
         **base,
         "result": state,
         "remittance_id": remittance_id,
-        "matched_claim_id": match.claim_id,
+        "matched_claim_id": match.claim_id if state == "matched" else None,
         "applied_as": applied_as,
         "reason": reason,
         "candidates": match.candidates,

@@ -41,6 +41,7 @@ class Match:
     claim_id: str | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None
+    certain: bool = True  # by an identifier; False: by provider, payer and amount only
 
 
 @dataclass
@@ -162,7 +163,13 @@ async def find(session: AsyncSession, tenant_id: str, c: ParsedClaim) -> Match:
             (await session.execute(nearby.where(claims.c.billed_total == c.charge_amount).limit(11))).all()
         )
     if len(exact) == 1:
-        return Match("matched", exact[0].claim_id, reason="the provider, payer and billed amount")
+        return Match(
+            "matched",
+            exact[0].claim_id,
+            candidates=[_candidate(exact[0])],
+            reason="the provider, payer and billed amount",
+            certain=False,
+        )
     if len(exact) > 1:
         return Match(
             "ambiguous",
@@ -189,6 +196,7 @@ async def apply(
     received_on: date,
     source: str,
     applied_in_file: set[str] | None = None,
+    certain: bool = True,
 ) -> Applied:
     """Apply a matched remittance claim to ``claim_id`` in the caller's transaction.
     ``applied_in_file``: the claims an earlier claim of the same file was applied to."""
@@ -215,6 +223,27 @@ async def apply(
         )
     if not (money_fits(c.paid_amount) and money_fits(c.charge_amount)):
         return Applied("review", None, "an amount is not money with at most two decimals: check the file")
+    if not certain:
+        # found by provider, payer and amount only: good enough to start a claim's clock when a
+        # service date agrees too; a payment (money toward an award) needs a person to confirm
+        served = {
+            d
+            for d in (
+                await session.execute(
+                    select(claim_lines.c.service_date).where(
+                        claim_lines.c.tenant_id == tenant_id, claim_lines.c.claim_id == claim_id
+                    )
+                )
+            ).scalars()
+        }
+        dates = {line.service_date for line in c.service_lines if line.service_date is not None}
+        if stored.initial_payment_received_on is not None or not (dates & served):
+            return Applied(
+                "review",
+                None,
+                f"claim {claim_id} has this provider, payer and billed amount, but no identifier "
+                "(or service date) ties them: confirm with POST /v1/remittances/{id}/apply",
+            )
     if stored.initial_payment_received_on is None:
         lines = (
             await session.execute(

@@ -317,3 +317,22 @@ async def test_what_a_hostile_review_found_stays_fixed(intake: httpx.AsyncClient
         "/v1/claims:batch", json={"claims": [claim(claim_id=uid("BO")), "str", None, [1]]}
     )
     assert batch.status_code == 202 and batch.json()["summary"] == {"accepted": 1, "rejected": 3}
+
+
+async def test_a_match_by_provider_payer_and_amount_only_starts_a_clock_when_a_service_date_agrees(
+    intake: httpx.AsyncClient,
+) -> None:
+    cid = uid("FZ")
+    await intake.post("/v1/claims/x12", content=x837(cid, billed="4321.09"), headers=X12, params=PROFILE)
+    # another patient control number: the right provider, payer and amount, another service date
+    wrong_day = x835([{"claim_id": uid("X"), "billed": "4321.09", "paid": "5", "service_date": "20260101"}])
+    [r] = (await intake.post("/v1/remittances", content=wrong_day, headers=X12)).json()["results"]
+    assert r["result"] == "review" and r["matched_claim_id"] is None
+    assert cid in {c["claim_id"] for c in r["candidates"]}
+    same_day = x835([{"claim_id": uid("X"), "billed": "4321.09", "paid": "500"}])
+    [r] = (await intake.post("/v1/remittances", content=same_day, headers=X12)).json()["results"]
+    assert r["result"] == "matched" and r["applied_as"] == "initial_payment" and r["matched_claim_id"] == cid
+    # the initial payment is known now: money matched this way waits for a person
+    later = x835([{"claim_id": uid("X"), "billed": "4321.09", "paid": "900", "pccn": "LATER"}])
+    [r] = (await intake.post("/v1/remittances", content=later, headers=X12)).json()["results"]
+    assert r["result"] == "review" and r.get("applied_as") is None
