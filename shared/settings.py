@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     notifier_port: int = 8004
     temporal_ui_port: int = 8233
     max_body_bytes: int = Field(default=1_048_576, ge=1024)  # larger bodies: 413 before parsing
+    # a known API key's tenant is remembered this long (0: every request reads it); a rotated or
+    # removed key stops working within it
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     # integration files (POST /v1/remittances, /v1/claims/x12, /v1/fhir/..., /v1/claims:batch)
     max_file_bytes: int = Field(default=52_428_800, ge=1024)
     log_format: Literal["json", "text"] = "json"  # JSON lines with correlation id, tenant and claim

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from shared.db import get_engine, metadata, unit_of_work
 from shared.http import Problem
 from shared.ids import check_tenant_id, valid_tenant_id
 from shared.logs import log_tenant
+from shared.settings import get_settings
 
 tenants = Table(
     "tenants",
@@ -55,15 +57,34 @@ async def upsert_tenant(tenant_id: str, name: str, api_key: str, engine: AsyncEn
     )
     async with unit_of_work(engine) as session:
         await session.execute(stmt)
+    _known.clear()  # a key rotated by this process stops working here at once
+
+
+# a known key's tenant, for a few seconds: every request checks its key, and this spares a database
+# round trip per request; a rotated or removed key stops working within api_key_cache_seconds
+_known: dict[str, tuple[Tenant, float]] = {}
 
 
 async def tenant_for_key(api_key: str, engine: AsyncEngine | None = None) -> Tenant | None:
+    digest = hash_key(api_key)
+    ttl = get_settings().api_key_cache_seconds
+    now = time.monotonic()
+    cached = _known.get(digest)
+    if cached is not None and cached[1] > now and engine is None:
+        return cached[0]
+    tenant = await _lookup(digest, engine)
+    if tenant is not None and ttl > 0 and engine is None:
+        if len(_known) > 10_000:
+            _known.clear()
+        _known[digest] = (tenant, now + ttl)
+    return tenant
+
+
+async def _lookup(digest: str, engine: AsyncEngine | None) -> Tenant | None:
     async with (engine or get_engine()).connect() as conn:
         row = (
             await conn.execute(
-                select(tenants.c.tenant_id, tenants.c.name).where(
-                    tenants.c.api_key_sha256 == hash_key(api_key)
-                )
+                select(tenants.c.tenant_id, tenants.c.name).where(tenants.c.api_key_sha256 == digest)
             )
         ).first()
     return Tenant(row.tenant_id, row.name) if row else None
