@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python -m bench.worklist_bench
 	$(BIN)/python -m bench.parse_bench
 	$(BIN)/python -m bench.intake_bench
+	$(BIN)/python -m bench.workflow_bench
 
 # kill -9 each part of the stack with 1,000 claims in flight (make test runs it with 200)
 chaos: install
