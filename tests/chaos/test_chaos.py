@@ -195,22 +195,7 @@ async def test_every_claim_and_alert_survives_kill_9_of_each_part_in_turn(chaos_
     posts = Counter(p.get("text", "") for p in stack.slack.posts if f"CH{run}-" in p.get("text", ""))
     duplicated_mail = sum(n - 1 for n in mails.values() if n > 1)
     duplicated_slack = sum(n - 1 for n in posts.values() if n > 1)
-    dead = 0
-    async with engine.connect() as conn:
-        schemas = (
-            (
-                await conn.execute(
-                    text(
-                        "select table_schema from information_schema.tables where table_name = 'dead_letters'"
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-    assert set(schemas) >= {"dispute", "negotiation", "notifier"}
-    for schema in schemas:
-        dead += await scalar(engine, f"select count(*) from {schema}.dead_letters")
+    dead = await _dead_letters(engine)
     async with engine.connect() as conn:
         unconfirmed = {
             (str(r.event_id), r.channel)

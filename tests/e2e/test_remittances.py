@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 
 from deploy.devstack import Stack
-from tests.e2e.test_lifecycle_http import act, stage_is, window_dates
-from tests.e2e.test_spine import CAL, NY, auth, claim_status, post_claim, running, url, wait_for
-from tests.integration.conftest import claim
+from tests.e2e.test_idempotent_actions import claim_in_payment_due
+from tests.e2e.test_lifecycle_http import stage_is
+from tests.e2e.test_spine import CAL, NY, auth, claim_status, running, url, wait_for
 from tests.integration.x12_kit import x835, x837
 
 __all__ = ["running"]
@@ -57,36 +56,8 @@ async def test_an_835_starts_the_clock_of_a_claim_that_came_as_an_837(running: S
 
 
 async def test_a_later_835_pays_the_award_and_the_claim_is_paid(running: Stack) -> None:
-    start, day31, today = window_dates()
-    cid = f"P835-{uuid.uuid4().hex[:8]}"
-    body = claim(
-        claim_id=cid,
-        bill_sent_on=(start - timedelta(days=20)).isoformat(),
-        initial_payment_received_on=start.isoformat(),
-        open_negotiation_started_on=start.isoformat(),
-    )
-    body["lines"][0]["service_date"] = (start - timedelta(days=30)).isoformat()
-    assert (await post_claim(running, body)).status_code == 202
-    await wait_for("IDR initiation window", lambda: stage_is(running, cid, "idr_initiation_window"))
-    t = today.isoformat()
-    steps: list[tuple[str, dict[str, Any]]] = [
-        ("idr-initiated", {"initiated_on": day31.isoformat(), "dispute_number": "DISP-835"}),
-        ("entity-selected", {"selected_on": t, "entity": "Maximus", "by": "joint"}),
-        ("offer-submitted", {"submitted_on": t, "amounts": {"1": "1500.00"}}),
-        ("fees-paid", {"paid_on": t, "administrative_fee": "15.00", "idre_fee": "475.00"}),
-        (
-            "determination",
-            {
-                "determined_on": t,
-                "lines": [{"line_number": 1, "prevailing_party": "provider", "amount": "1500.00"}],
-            },
-        ),
-    ]
-    for action, payload in steps:
-        r = await act(running, cid, action, payload)
-        assert r.status_code == 200, (action, r.text)
-    assert r.json()["stage"] == "payment_due" and r.json()["amount_owed"] == "1150.00"
-
+    cid = await claim_in_payment_due(running)  # 1,150.00 owed on an award
+    today = datetime.now(UTC).astimezone(NY).date()
     paid_on = today.strftime("%Y%m%d")
     remit = x835(
         [{"claim_id": cid, "billed": "2400", "paid": "1150", "pccn": "PCN-AWARD"}],
