@@ -64,6 +64,15 @@ class Ports:
     notifier: int = 8004
     codec: int = 8005  # the Temporal UI's remote codec endpoint (idrflow codec serve)
 
+    @classmethod
+    def free(cls) -> Ports:
+        """Every port a free one, no Temporal UI: a stack beside `make run` (tests, fuzzing)."""
+        from deploy.servers import free_port
+
+        ports = cls(**{name: free_port() for name in cls.__dataclass_fields__})
+        ports.temporal_ui = None
+        return ports
+
     def of(self, service: str) -> int:
         port: int = getattr(self, service)
         return port

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 _NAMED_REASON = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$", re.S)
 PROBLEM_BASE = "https://idrflow.dev/problems/"
@@ -142,15 +142,29 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem, request)
 
 
+# a Temporal server that cannot be reached (restarting, an outage): the request may be retried
+UNREACHABLE = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
+)
+
+
+def temporal_unavailable() -> Problem:
+    """The 503 problem for a request whose Temporal server cannot be reached."""
+    return Problem(
+        503,
+        "temporal-unavailable",
+        "The workflow service is not reachable",
+        "Temporal cannot be reached right now; nothing was applied. Retry the request (with the same "
+        "Idempotency-Key).",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _rpc_handler(request: Request, exc: Exception) -> JSONResponse:
     """A Temporal call outside :func:`shared.temporal._in_time` that found the server unreachable:
     503 (retry), never a 500; any other RPC failure is logged and answered as a problem too."""
-    from shared.temporal import UNREACHABLE, temporal_unavailable
-
     if isinstance(exc, RPCError) and exc.status in UNREACHABLE:
-        problem = temporal_unavailable()
-        assert isinstance(problem, Problem)
-        return await _problem_handler(request, problem)
+        return await _problem_handler(request, temporal_unavailable())
     log.error("Temporal call failed: %s", type(exc).__name__)
     return await _problem_handler(
         request,

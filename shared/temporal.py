@@ -119,38 +119,13 @@ async def get_retention(client: Client, namespace: str) -> timedelta:
     return retention
 
 
-def _unreachable() -> frozenset[Any]:
-    from temporalio.service import RPCStatusCode
-
-    return frozenset(
-        {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
-    )
-
-
-UNREACHABLE = _unreachable()
-
-
-def temporal_unavailable() -> Exception:
-    """The 503 problem for a request whose Temporal server cannot be reached (restart, outage)."""
-    from shared.http import Problem
-
-    return Problem(
-        503,
-        "temporal-unavailable",
-        "The workflow service is not reachable",
-        "Temporal cannot be reached right now; nothing was applied. Retry the request (with the same "
-        "Idempotency-Key).",
-        headers={"Retry-After": "5"},
-    )
-
-
 async def _in_time(call: Awaitable[T]) -> T:
     """A Temporal call made for an HTTP request, bounded: no worker answering in time is a 503
     problem (retry it; with the same Idempotency-Key a retried action is applied once)."""
     from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
     from temporalio.service import RPCError
 
-    from shared.http import Problem
+    from shared.http import UNREACHABLE, Problem, temporal_unavailable
 
     seconds = get_settings().temporal_request_timeout_seconds
     try:

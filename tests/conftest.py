@@ -19,25 +19,12 @@ import os  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 from deploy.devstack import Ports, Stack  # noqa: E402
-from deploy.servers import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Started once per session on free ports; this process's settings point at it."""
-    ports = Ports(
-        postgres=free_port(),
-        temporal=free_port(),
-        temporal_ui=None,
-        kafka=free_port(),
-        smtp=free_port(),
-        slack=free_port(),
-        intake=free_port(),
-        negotiation=free_port(),
-        dispute=free_port(),
-        notifier=free_port(),
-        codec=free_port(),
-    )
+    ports = Ports.free()
     root = tmp_path_factory.mktemp("stack")
     s = Stack(root, ports=ports, quiet=os.environ.get("IDRFLOW_TEST_VERBOSE") != "1")
     saved = dict(os.environ)

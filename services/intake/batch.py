@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from services.intake.schemas import ClaimIn
 from shared.db import get_engine
-from shared.events import ClaimAdjudicated, ClaimLine, Envelope, deterministic_event_id, topic_for
+from shared.events import ClaimAdjudicated, ClaimLine, deterministic_event_id, topic_for
 from shared.kafka.outbox import with_trace_headers
 from shared.temporal import claim_workflow_id
 
@@ -106,17 +106,6 @@ def _claim_values(claim: ClaimIn) -> tuple[Any, ...]:
         claim.initial_payment_received_on,
         sum((line.billed for line in claim.lines), Decimal(0)),  # billed_total: an 835 is found by it
     )
-
-
-def outbox_row(envelope: Envelope) -> dict[str, Any]:
-    return {
-        "event_id": envelope.event_id,
-        "topic": topic_for(envelope.event_type),
-        "message_key": f"{envelope.tenant_id}:{envelope.claim_id}",
-        "event_type": envelope.event_type,
-        "tenant_id": envelope.tenant_id,
-        "envelope": with_trace_headers(envelope.model_dump(mode="json")),
-    }
 
 
 @dataclass
@@ -410,8 +399,8 @@ async def _write(
         for i in newest.values()
         for n, line in enumerate(i.claim.lines, start=1)
     ]
-    # outbox_row(Envelope.wrap(to_event(claim), ...)) for each claim, with what they share made once:
-    # the instant, the topic, the request's trace headers (the payload is dumped once, not twice)
+    # add_to_outbox's row of Envelope.wrap(to_event(claim), ...) for each claim, with what they share
+    # made once: the instant, the topic, the request's trace headers (the payload is dumped once)
     occurred_at = _INSTANT.dump_python(datetime.now(UTC), mode="json")
     event_type, schema_version = ClaimAdjudicated.event_type, ClaimAdjudicated.schema_version
     topic, trace = topic_for(event_type), with_trace_headers({})

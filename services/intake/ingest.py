@@ -234,9 +234,7 @@ TEXT_FIELDS = (
 def clean_claim(c: ParsedClaim) -> ParsedClaim:
     """No NUL in what is looked up or stored (PostgreSQL refuses it in text): removed in place."""
     for name in TEXT_FIELDS:
-        value = getattr(c, name)
-        if isinstance(value, str) and "\x00" in value:
-            setattr(c, name, value.replace("\x00", ""))
+        setattr(c, name, scrub(getattr(c, name)))
     return c
 
 

@@ -267,6 +267,9 @@ async def unmatched(
     return [_out(r) for r in rows]
 
 
+RemittanceId = Annotated[int, Path(ge=1, le=2**62, description="a remittance claim of the review list")]
+
+
 async def _locked(session: Any, tenant_id: str, remittance_id: int) -> Any:
     """The tenant's remittance claim, locked for this transaction; another tenant's is a 404."""
     r = remittance_claims.c
@@ -298,7 +301,7 @@ async def _fresh(session: Any, remittance_id: int) -> dict[str, Any]:
     ),
 )
 async def apply_remittance(
-    remittance_id: Annotated[int, Path(ge=1, le=2**62)],
+    remittance_id: RemittanceId,
     body: ApplyIn,
     tenant: CurrentTenant,
 ) -> dict[str, Any]:
@@ -351,7 +354,7 @@ async def apply_remittance(
     ),
 )
 async def dismiss_remittance(
-    remittance_id: Annotated[int, Path(ge=1, le=2**62)],
+    remittance_id: RemittanceId,
     body: DismissIn,
     tenant: CurrentTenant,
 ) -> dict[str, Any]:

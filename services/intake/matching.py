@@ -23,14 +23,14 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.batch import accept_many, outbox_row
+from services.intake.batch import accept_many
 from services.intake.conversion import PUBLIC_PROGRAMS, Unusable, initial_payment_event
 from services.intake.formats import ParsedClaim
 from services.intake.models import claim_lines, claims, outbox, remittance_claims
 from shared.events import Envelope, RemittancePayment, deterministic_event_id
+from shared.kafka.outbox import add_to_outbox
 
 REVIEW_STATES = ("unmatched", "ambiguous", "review")  # the review list; dismissed ones leave it
 
@@ -311,9 +311,7 @@ async def apply(
         claim_id=claim_id,
         event_id=event_id,
     )
-    await session.execute(
-        insert(outbox).values(outbox_row(envelope)).on_conflict_do_nothing(index_elements=[outbox.c.event_id])
-    )
+    await add_to_outbox(session, outbox, envelope)
     return Applied(
         "matched",
         "payment",

@@ -46,7 +46,7 @@ from shared.events import Envelope
 from shared.kafka import make_producer
 from shared.kafka.dead_letters import clean as _clean
 from shared.kafka.dead_letters import dead_letter as _dead_letter
-from shared.kafka.offsets import Amnesia, Lag
+from shared.kafka.offsets import Lag
 from shared.metrics import CONSUMER_MESSAGES, Loop, register_loop, unregister_loop
 from shared.settings import Settings
 from shared.tracing import context_from, from_kafka_headers, tracer
@@ -259,7 +259,6 @@ class _PartitionWork:
     consumer: AIOKafkaConsumer
     producer: AIOKafkaProducer
     retrying: dict[TopicPartition, _Retry]
-    amnesia: Amnesia
     engine: AsyncEngine
     inbox: Table
     group_id: str
@@ -303,7 +302,6 @@ class _PartitionWork:
         finally:
             if done is not None:
                 await self.consumer.commit({TopicPartition(tp.topic, tp.partition): done})
-                self.amnesia.committed[tp] = done
 
 
 async def run_consumer(
@@ -336,7 +334,6 @@ async def run_consumer(
         )
         producer = make_producer(settings)
         retrying: dict[TopicPartition, _Retry] = {}
-        amnesia = Amnesia(group_id)
         try:
             await consumer.start()
             await producer.start()
@@ -355,12 +352,10 @@ async def run_consumer(
                 if beat is not None:
                     beat.beat()
                 await lag.refresh(consumer, loop.time())
-                await amnesia.check(consumer, loop.time())
                 work = _PartitionWork(
                     consumer=consumer,
                     producer=producer,
                     retrying=retrying,
-                    amnesia=amnesia,
                     engine=engine,
                     inbox=inbox,
                     group_id=group_id,

@@ -1,5 +1,5 @@
-"""What a consumer watches besides its messages: its lag (a metric) and a broker that forgot its
-offsets (the local in-memory broker, restarted)."""
+"""What a consumer watches besides its messages: its lag (a metric). (A broker that forgets its
+offsets, the local in-memory one restarted, is the runner's to handle: ``Stack.restart_server``.)"""
 
 from __future__ import annotations
 
@@ -12,46 +12,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from shared.metrics import CONSUMER_LAG
 
 log = logging.getLogger("shared.kafka.consumer")
-
-
-class Amnesia:
-    """A broker that lost its state (the local in-memory broker, restarted) forgets this group's
-    offsets while this consumer's position stays where it was, so the re-published log would be
-    skipped up to it. Every ``every`` seconds the broker's committed offsets are compared with the
-    ones this consumer committed; an offset the broker no longer has (or has lower) sends the
-    partition back to its beginning. The inbox makes every event already applied a no-op."""
-
-    def __init__(self, group_id: str, every: float = 5.0) -> None:
-        self.group_id = group_id
-        self.every = every
-        self.next_at = 0.0
-        self.committed: dict[TopicPartition, int] = {}
-
-    async def check(self, consumer: AIOKafkaConsumer, now: float) -> None:
-        if now < self.next_at or not self.committed:
-            return
-        self.next_at = now + self.every
-        try:
-            async with asyncio.timeout(5):
-                for tp in list(consumer.assignment()):
-                    ours = self.committed.get(tp)
-                    if ours is None:
-                        continue
-                    broker = await consumer.committed(tp)
-                    if broker is None or broker < ours:
-                        log.warning(
-                            "%s: the broker lost the offsets of %s[%d] (committed %s, ours %d); reading it "
-                            "again from the beginning (applied events are skipped by the inbox)",
-                            self.group_id,
-                            tp.topic,
-                            tp.partition,
-                            broker,
-                            ours,
-                        )
-                        del self.committed[tp]
-                        await consumer.seek_to_beginning(tp)
-        except Exception as exc:  # the broker is busy or away: the next check tries again
-            log.debug("%s: offsets not checked: %s", self.group_id, exc)
 
 
 class Lag:

@@ -27,7 +27,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from deploy.devstack import SERVICES, Ports, Stack
-from deploy.servers import free_port
 from tests.e2e.test_spine import urgent_claim
 
 pytestmark = pytest.mark.chaos
@@ -38,8 +37,7 @@ PROCESSES = (*SERVICES, "relay")
 
 @pytest.fixture(scope="module")
 def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    ports = Ports(**{name: free_port() for name in Ports.__dataclass_fields__})  # type: ignore[arg-type]
-    ports.temporal_ui = None
+    ports = Ports.free()
     s = Stack(
         Path(tmp_path_factory.mktemp("chaos")),
         ports=ports,

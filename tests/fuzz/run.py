@@ -159,20 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all(o.ok for o in outcomes) else 1
 
     from deploy.devstack import Ports, Stack
-    from deploy.servers import free_port
 
-    ports = Ports(
-        postgres=free_port(),
-        temporal=free_port(),
-        temporal_ui=None,
-        kafka=free_port(),
-        smtp=free_port(),
-        slack=free_port(),
-        intake=free_port(),
-        negotiation=free_port(),
-        dispute=free_port(),
-        notifier=free_port(),
-    )
+    ports = Ports.free()
     stack = Stack(report_dir / "stack", ports=ports, quiet=True)
     print(f"starting a stack under {stack.root} ...", flush=True)
     try:
