@@ -97,7 +97,6 @@ async def run(
     monkeypatch.setattr(loop_module, "AIOKafkaConsumer", lambda *a, **k: fake)
     monkeypatch.setattr(loop_module, "make_producer", lambda settings: Nothing())
     monkeypatch.setattr(loop_module, "Lag", Nothing)
-    monkeypatch.setattr(loop_module, "Amnesia", Nothing)
     monkeypatch.setattr(loop_module, "process_message", process)
     await loop_module.run_consumer(
         topic=TOPIC,
