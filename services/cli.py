@@ -69,6 +69,11 @@ def serve(
         host=settings.host,
         port=port or getattr(settings, f"{service}_port"),
         workers=workers,
+        # httptools parses HTTP in C (h11 is pure Python); intake, the one hot path that waits on
+        # nothing but PostgreSQL, runs on uvloop. The others keep asyncio's loop: they host the
+        # Temporal worker and the Kafka consumers, tested on it.
+        http="httptools",
+        loop="uvloop" if service == "intake" else "asyncio",
         log_config=None,
         timeout_graceful_shutdown=10,
     )

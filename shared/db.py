@@ -122,8 +122,13 @@ def dead_letters_table(schema: str) -> Table:
 @lru_cache(maxsize=4)
 def get_engine(url: str | None = None) -> AsyncEngine:
     # hide_parameters: a failed statement is logged without its values (they can be patient data)
+    settings = get_settings()
     return create_async_engine(
-        url or get_settings().database_url, pool_pre_ping=True, pool_size=5, hide_parameters=True
+        url or settings.database_url,
+        pool_pre_ping=True,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        hide_parameters=True,
     )
 
 

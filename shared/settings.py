@@ -23,6 +23,11 @@ class Settings(BaseSettings):
         default="postgresql+asyncpg://postgres@127.0.0.1:55432/idrflow",
         validation_alias=AliasChoices("DATABASE_URL", "IDRFLOW_DATABASE_URL"),
     )
+    # connections each process keeps open to PostgreSQL, and how many more it may open for a burst
+    # (those are closed again when returned, and a new one costs a connect and the driver's type
+    # lookups): size the pool to the requests a process serves at once
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
     temporal_address: str = Field(
         default="127.0.0.1:7233",
         validation_alias=AliasChoices("TEMPORAL_ADDRESS", "IDRFLOW_TEMPORAL_ADDRESS"),
