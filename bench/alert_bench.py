@@ -2,11 +2,11 @@
 
 The whole local stack of its own (``deploy.devstack.Stack`` on free ports: PostgreSQL, Kafka-protocol
 broker, Temporal, the four services and the relay, the SMTP and Slack stand-ins). ``--claims`` claims
-are posted through intake whose deadline is today, so each has its on-the-day reminder due at the
-reminder time, which the bench sets (``IDRFLOW_REMINDER_TIME``) far enough ahead for the stack to
-plan them all first. With ``--spread-minutes 0`` (the default, the worst case) every reminder is due
-at the same second; with a spread each claim's reminder is due at its own instant
-(``services.dispute.clock.reminder_offset``), the wave the spread makes of a 09:00 burst.
+are posted through intake whose open negotiation deadline is 5 business days away, so each has its
+first reminder due today at the reminder time, which the bench sets (``IDRFLOW_REMINDER_TIME``) far
+enough ahead for the stack to plan them all first. With ``--spread-minutes 0`` (the default, the
+worst case) every reminder is due at the same second; with a spread each claim's reminder is due at
+its own instant (``services.dispute.clock.reminder_offset``), the wave the spread makes of a burst.
 
 Figures, each next to its baseline from the same run:
 
@@ -49,12 +49,17 @@ CAL = federal_calendar()
 TENANT = "demo"  # the stack's seeded tenant: alerts by email and Slack
 
 
-def received_for_deadline_today(today: date) -> date | None:
-    """A payment date whose 30-business-day open negotiation window ends today, or None."""
+def received_for_first_reminder_today(today: date) -> date | None:
+    """A payment date whose 30-business-day open negotiation window ends 5 business days after
+    today: its first reminder (5 business days before) is due today, and no earlier one was, so a
+    new claim sends no catch-up alert on arrival. None if today is not a business day."""
+    if not CAL.is_business_day(today):
+        return None
+    deadline = CAL.business_days_after(today, 5)
     received = today
-    while CAL.business_day_beginning(received, 30) > today:
+    while CAL.business_day_beginning(received, 30) > deadline:
         received -= timedelta(days=1)
-    return received if CAL.business_day_beginning(received, 30) == today else None
+    return received if CAL.business_day_beginning(received, 30) == deadline else None
 
 
 def claim_body(claim_id: str, received: date) -> dict[str, Any]:
@@ -161,9 +166,10 @@ async def until_planned(url: str, prefix: str, n: int, within: float) -> None:
 
 
 async def direct_posts(url: str, n: int, at: float) -> list[float]:
-    """``n`` Slack-sized posts straight to the stand-in, all sent at ``at``: each one's latency."""
+    """``n`` Slack-sized posts straight to the stand-in, all sent at ``at`` over 8 connections (the
+    stand-in, like a webhook endpoint, refuses a flood of new connections): each one's latency."""
     body = json.dumps({"text": "x" * 600})
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=n)) as client:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8)) as client:
 
         async def one() -> float:
             async with client.post(url, data=body, headers={"content-type": "application/json"}) as r:
@@ -175,7 +181,7 @@ async def direct_posts(url: str, n: int, at: float) -> list[float]:
 
 
 async def measure(stack: Stack, args: argparse.Namespace, due: datetime, console: Console) -> Table:
-    received = received_for_deadline_today(due.date())
+    received = received_for_first_reminder_today(due.date())
     assert received is not None
     prefix = f"AB{int(time.time()) % 100000:05d}-"
     ids = [f"{prefix}{i:05d}" for i in range(args.claims)]
@@ -199,11 +205,13 @@ async def measure(stack: Stack, args: argparse.Namespace, due: datetime, console
     }
     last = max(fire.values())
     end = last + 120
-    while time.time() < end and (len(arrivals.slack) < len(ids) or len(arrivals.mail) < len(ids)):
-        await asyncio.sleep(0.25)  # noqa: ASYNC110 (the stand-ins call back on their own threads)
+    # the stand-ins call back on their own threads: polled
+    while time.time() < end and (len(arrivals.slack) < len(ids) or len(arrivals.mail) < len(ids)):  # noqa: ASYNC110
+        await asyncio.sleep(0.25)
     # the channel's own latency: as many posts of a Slack alert's size, all sent at one instant
     baseline = await direct_posts(stack.slack.url, len(ids), time.time() + 1)
 
+    stages = await stage_latencies(stack.database_url, prefix, fire)
     slack = [arrivals.slack[c] - fire[c] for c in ids if c in arrivals.slack]
     mail = [arrivals.mail[c] - fire[c] for c in ids if c in arrivals.mail]
     table = Table(
@@ -230,7 +238,43 @@ async def measure(stack: Stack, args: argparse.Namespace, due: datetime, console
             )
     if slack:
         table.add_row("Slack alert latency mean (s)", f"{statistics.mean(slack):.2f}", "", "")
+    for stage, values in stages.items():
+        if values:
+            table.add_row(
+                f"  where: {stage} p50 / p99 (s)", f"{pct(values, 0.5):.2f} / {pct(values, 0.99):.2f}", "", ""
+            )
     return table
+
+
+STAGES = """
+select a.claim_id,
+       extract(epoch from a.at) as woke,
+       extract(epoch from o.created_at) as recorded,
+       extract(epoch from o.published_at) as published,
+       (select extract(epoch from min(d.sent_at)) from notifier.deliveries d
+         where d.event_id = a.event_id) as sent
+from dispute.claim_alerts a join dispute.outbox o on o.event_id = a.event_id
+where a.tenant_id = :t and a.claim_id like :p and a.kind = 'reminder-5'
+"""
+
+
+async def stage_latencies(url: str, prefix: str, fire: dict[str, float]) -> dict[str, list[float]]:
+    """Each alert's time from its due instant to each step: the workflow woke (``claim_alerts.at``,
+    the workflow's clock), the alert was recorded with its outbox row, the relay published it, the
+    notifier sent it on its first channel."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text(STAGES), {"t": TENANT, "p": f"{prefix}%"})).all()
+    finally:
+        await engine.dispose()
+    out: dict[str, list[float]] = {"workflow woke": [], "recorded": [], "published": [], "sent": []}
+    for row in rows:
+        at = fire[row.claim_id]
+        for name, value in zip(out, (row.woke, row.recorded, row.published, row.sent), strict=True):
+            if value is not None:
+                out[name].append(float(value) - at)
+    return out
 
 
 def main() -> None:
@@ -239,9 +283,9 @@ def main() -> None:
     parser.add_argument("--spread-minutes", type=float, default=0.0, help="IDRFLOW_REMINDER_SPREAD_MINUTES")
     parser.add_argument("--lead", type=float, default=0.0, help="seconds from services up to due time")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     now = datetime.now(NY)
-    if not CAL.is_business_day(now.date()) or received_for_deadline_today(now.date()) is None:
+    if not CAL.is_business_day(now.date()) or received_for_first_reminder_today(now.date()) is None:
         console.print(f"alert bench skipped: {now.date()} is not a business day in New York")
         return
     lead = args.lead or 30 + args.claims / 10

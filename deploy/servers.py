@@ -359,6 +359,13 @@ def temporal_argv(
         namespace,
         "--log-level",
         "error",
+        # write-ahead log, synced at checkpoints rather than at every commit: a killed server loses
+        # nothing (chaos tests kill it), a power cut may lose its last moments. This is the local
+        # dev server; production runs a Temporal cluster on its own database.
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
     ]
     argv += ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"] if ui_port else ["--headless"]
     if ui_port and codec_endpoint:  # the UI shows workflow payloads decrypted by idrflow's codec server

@@ -152,6 +152,8 @@ class Settings(BaseSettings):
     notifier_retry_cap_seconds: float = Field(default=900.0, gt=0)
     notifier_poll_seconds: float = Field(default=0.2, gt=0)
     notifier_send_concurrency: int = Field(default=16, ge=1)
+    # sends in flight to one Slack webhook or one mailbox (a 429 still pauses the whole target)
+    notifier_per_target_concurrency: int = Field(default=4, ge=1, le=64)
 
     # local stack
     devstack_dir: Path = Path(".devstack")

@@ -10,12 +10,14 @@ from services.dispute.activities import DisputeActivities
 from services.dispute.workflows import ClaimLifecycleWorkflow, IdrBatchWorkflow
 from shared.rules.calendar import federal_calendar
 from shared.settings import Settings
+from shared.temporal import cache_workflow_bytecode
 from shared.tracing import worker_interceptors
 
 WORKFLOWS = [ClaimLifecycleWorkflow, IdrBatchWorkflow]
 
 
 def build_worker(client: Client, engine: AsyncEngine, settings: Settings) -> Worker:
+    cache_workflow_bytecode("services", "shared")  # the sandbox re-imports them per workflow
     acts = DisputeActivities(engine, settings, federal_calendar(), client)
     return Worker(
         client,

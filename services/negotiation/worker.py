@@ -7,10 +7,12 @@ from temporalio.worker import Worker
 
 from services.negotiation.workflows import OpenNegotiationWorkflow
 from shared.settings import Settings
+from shared.temporal import cache_workflow_bytecode
 from shared.tracing import worker_interceptors
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
+    cache_workflow_bytecode("services", "shared")  # the sandbox re-imports them per workflow
     return Worker(
         client,
         task_queue=settings.negotiation_task_queue,

@@ -2,7 +2,8 @@
 (the ``deliveries`` rows themselves: ``status``, ``attempts``, ``next_attempt_at``).
 
 - A pass claims due ``pending`` rows with ``FOR UPDATE SKIP LOCKED`` (several notifiers may run),
-  at most one per (channel, target) and none for a target this process is already sending to, and
+  at most ``notifier_per_target_concurrency`` in flight per (channel, target) in this process (a
+  burst to one webhook or mailbox goes a few at a time; other targets are claimed beside it), and
   marks them ``claimed`` (attempts + 1, ``next_attempt_at`` = the end of the claim) in its own
   transaction. Right before the step that cannot be taken back (SMTP DATA, the webhook POST; the
   connection and the SMTP envelope come first) the row becomes ``sending``.
@@ -29,6 +30,7 @@ import asyncio
 import logging
 import random
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -125,7 +127,7 @@ class DeliverySender:
         self.channels = dict(channels)
         self.tenants = sorted(tenants) if tenants is not None else None
         self._wake = asyncio.Event()
-        self._busy: set[tuple[str, str]] = set()
+        self._busy: Counter[tuple[str, str]] = Counter()  # sends in flight by (channel, target)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _mine(self) -> tuple[ColumnElement[bool], ...]:
@@ -167,7 +169,8 @@ class DeliverySender:
         return len(rows)
 
     async def claim(self, limit: int) -> list[Claimed]:
-        """Claim up to ``limit`` due rows, one per (channel, target) not being sent to already."""
+        """Claim up to ``limit`` due rows, at most ``notifier_per_target_concurrency`` in flight per
+        (channel, target): one webhook or mailbox gets a few sends at once, never the whole burst."""
         if limit <= 0:
             return []
         d = deliveries
@@ -176,20 +179,27 @@ class DeliverySender:
             d.c.status == "pending", d.c.next_attempt_at <= now
         )
         due = due.where(*self._mine())
-        if self._busy:
-            due = due.where(tuple_(d.c.channel, d.c.target).not_in(sorted(self._busy)))
+        per_target = self.settings.notifier_per_target_concurrency
+        full = sorted(k for k, n in self._busy.items() if n >= per_target)
+        if full:
+            due = due.where(tuple_(d.c.channel, d.c.target).not_in(full))
         due = due.order_by(d.c.next_attempt_at, d.c.id).limit(limit * 4).with_for_update(skip_locked=True)
         async with unit_of_work(self.engine) as session:
-            picked: dict[tuple[str, str], int] = {}
+            picked: list[int] = []
+            room: dict[tuple[str, str], int] = {}
             for r in (await session.execute(due)).all():
                 if len(picked) >= limit:
                     break
-                picked.setdefault((r.channel, r.target), r.id)
+                key = (r.channel, r.target)
+                left = room.setdefault(key, per_target - self._busy[key])
+                if left > 0:
+                    picked.append(r.id)
+                    room[key] = left - 1
             if not picked:
                 return []
             stmt = (
                 update(d)
-                .where(d.c.id.in_(list(picked.values())))
+                .where(d.c.id.in_(picked))
                 .values(
                     status="claimed",
                     attempts=d.c.attempts + 1,
@@ -353,7 +363,9 @@ class DeliverySender:
                 observe_alert_delivered(c.envelope, c.channel)
                 log.info("alert %s for claim %s sent by %s", c.event_id, c.claim_id, c.channel)
         finally:
-            self._busy.discard(c.key)
+            self._busy[c.key] -= 1
+            if self._busy[c.key] <= 0:
+                del self._busy[c.key]
             self._wake.set()
 
     async def run_once(self) -> int:

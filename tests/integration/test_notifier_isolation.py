@@ -1,6 +1,6 @@
 """Notifier isolation (issue 10 item 3): a tenant whose Slack webhook never answers does not delay
 other tenants' alerts. The alert consumer only records deliveries and commits its offset; the
-sender sends them with bounded timeouts, one at a time per target, and retries a failure from the
+sender sends them with bounded timeouts, a few at a time per target, and retries a failure from the
 durable schedule in the deliveries table, which survives a restart and is sent exactly once."""
 
 from __future__ import annotations

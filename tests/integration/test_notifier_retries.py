@@ -33,7 +33,7 @@ def test_retry_after_and_backoff() -> None:
 
 
 async def test_a_429_is_tried_again_after_its_retry_after(stack: Stack) -> None:
-    settings = get_settings()
+    settings = get_settings().model_copy(update={"notifier_per_target_concurrency": 1})
     engine = get_engine()
     async with webhook((429, {"Retry-After": "2"}, "rate_limited")) as (hook, url):
         tenant = await tenant_with_slack(stack, "limited", url)

@@ -5,6 +5,7 @@ itself calls no channel: it records `pending` deliveries that the sender sends."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -99,3 +100,71 @@ async def test_an_interrupted_send_is_not_repeated(stack: Stack) -> None:
             await conn.execute(select(deliveries.c.status).where(deliveries.c.event_id == early.event_id))
         ).scalar_one()
     assert status == "sent"
+
+
+class Gated(Counting):
+    """Holds every send until released, counting how many are in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most = 0
+        self.release = asyncio.Event()
+
+    async def send(self, target: str, message: AlertMessage, commit: Commit | None = None) -> str:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await self.release.wait()
+            return await super().send(target, message, commit)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_burst_to_one_target_is_sent_a_few_at_a_time_and_leaves_room_for_others(
+    stack: Stack,
+) -> None:
+    """A burst of alerts to one mailbox runs ``notifier_per_target_concurrency`` sends at once (not
+    one, not the whole burst); another tenant's alert is claimed beside them."""
+    burst, other = f"burst-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
+    await seed_tenant(stack.database_url, burst, "Burst Co", f"key-{burst}", "ops@burst.example", None)
+    await seed_tenant(stack.database_url, other, "Other Co", f"key-{other}", "ops@other.example", None)
+    settings = Settings().model_copy(
+        update={"notifier_per_target_concurrency": 3, "notifier_send_concurrency": 8}
+    )
+    engine = get_engine()
+    channel = Gated()
+    handler = AlertHandler(settings, ["email"])
+    sender = DeliverySender(engine, settings, {"email": channel}, tenants=[burst, other])
+    async with unit_of_work(engine) as session:
+        for days in range(10):
+            env = approaching(days % 5).model_copy(update={"tenant_id": burst, "event_id": uuid.uuid4()})
+            await handler(session, env)
+        await handler(
+            session, approaching(1).model_copy(update={"tenant_id": other, "event_id": uuid.uuid4()})
+        )
+
+    claimed = await sender.claim(8)
+    targets = [c.target for c in claimed]
+    assert targets.count("ops@burst.example") == 3  # the per-target bound, below the free slots
+    assert targets.count("ops@other.example") == 1
+    assert await sender.claim(8) == []  # the burst's target is full; nothing else is due
+
+    stop = asyncio.Event()
+    run = asyncio.create_task(sender.run(stop))
+    try:
+        for c in claimed:  # what was claimed above is sent with the rest
+            task = asyncio.create_task(sender._send(c))
+            sender._tasks.add(task)
+            task.add_done_callback(sender._tasks.discard)
+        await asyncio.sleep(0.5)
+        assert channel.most == 4  # three for the burst's mailbox, one for the other tenant's
+        channel.release.set()
+        async with asyncio.timeout(30):
+            while len(channel.sent) < 11:
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 20)
+    assert sorted(channel.sent).count("ops@burst.example") == 10
+    assert channel.most == 4
