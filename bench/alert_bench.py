@@ -191,29 +191,31 @@ async def measure(stack: Stack, args: argparse.Namespace, due: datetime, console
 
     began = time.perf_counter()
     posted = await post_claims(stack.ports.intake, api_key, [claim_body(c, received) for c in ids])
-    lead = (due - datetime.now(NY)).total_seconds()
+    window = timedelta(minutes=args.spread_minutes)
+    first_due = due - window  # the earliest a spread reminder can be due
+    lead = (first_due - datetime.now(NY)).total_seconds()
     await until_planned(stack.database_url, prefix, len(ids), max(lead, 1.0))
     caught_up = time.perf_counter() - began
     console.print(f"posted {len(ids)} in {posted:.1f} s; all planned after {caught_up:.1f} s")
-    if datetime.now(NY) >= due:
-        raise SystemExit(f"planning took past the due time {due:%H:%M:%S}; run with a longer --lead")
+    if datetime.now(NY) >= first_due:
+        raise SystemExit(f"planning took past {first_due:%H:%M:%S}; run with a longer --lead")
 
-    window = timedelta(minutes=args.spread_minutes)
-    fire = {
-        c: (due - reminder_offset(TENANT, c, "open_negotiation_window", window, due.time())).timestamp()
-        for c in ids
-    }
-    last = max(fire.values())
-    end = last + 120
+    end = due.timestamp() + 120
     # the stand-ins call back on their own threads: polled
     while time.time() < end and (len(arrivals.slack) < len(ids) or len(arrivals.mail) < len(ids)):  # noqa: ASYNC110
         await asyncio.sleep(0.25)
     # the channel's own latency: as many posts of a Slack alert's size, all sent at one instant
     baseline = await direct_posts(stack.slack.url, len(ids), time.time() + 1)
 
-    stages = await stage_latencies(stack.database_url, prefix, fire)
-    slack = [arrivals.slack[c] - fire[c] for c in ids if c in arrivals.slack]
-    mail = [arrivals.mail[c] - fire[c] for c in ids if c in arrivals.mail]
+    # each claim's due instant: the reminder time less its spread (by the deadline the alert names)
+    rows, at = await alert_steps(stack.database_url, prefix), due.time()
+    fire = {
+        r.claim_id: (due - reminder_offset(TENANT, r.claim_id, r.deadline_name, window, at)).timestamp()
+        for r in rows
+    }
+    stages = stage_latencies(rows, fire)
+    slack = [arrivals.slack[c] - fire[c] for c in fire if c in arrivals.slack]
+    mail = [arrivals.mail[c] - fire[c] for c in fire if c in arrivals.mail]
     table = Table(
         title=f"deadline alerts end to end: {len(ids)} reminders due "
         + ("at the same second" if not args.spread_minutes else f"within {args.spread_minutes:g} minutes")
@@ -247,7 +249,7 @@ async def measure(stack: Stack, args: argparse.Namespace, due: datetime, console
 
 
 STAGES = """
-select a.claim_id,
+select a.claim_id, a.deadline_name,
        extract(epoch from a.at) as woke,
        extract(epoch from o.created_at) as recorded,
        extract(epoch from o.published_at) as published,
@@ -258,16 +260,20 @@ where a.tenant_id = :t and a.claim_id like :p and a.kind = 'reminder-5'
 """
 
 
-async def stage_latencies(url: str, prefix: str, fire: dict[str, float]) -> dict[str, list[float]]:
-    """Each alert's time from its due instant to each step: the workflow woke (``claim_alerts.at``,
-    the workflow's clock), the alert was recorded with its outbox row, the relay published it, the
-    notifier sent it on its first channel."""
+async def alert_steps(url: str, prefix: str) -> list[Any]:
+    """Each first reminder's steps as recorded: when the workflow woke (``claim_alerts.at``, the
+    workflow's clock), when the alert was recorded with its outbox row, when the relay published it,
+    when the notifier sent it on its first channel (seconds since the epoch)."""
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            rows = (await conn.execute(text(STAGES), {"t": TENANT, "p": f"{prefix}%"})).all()
+            return list((await conn.execute(text(STAGES), {"t": TENANT, "p": f"{prefix}%"})).all())
     finally:
         await engine.dispose()
+
+
+def stage_latencies(rows: list[Any], fire: dict[str, float]) -> dict[str, list[float]]:
+    """Each step's time from the alert's due instant."""
     out: dict[str, list[float]] = {"workflow woke": [], "recorded": [], "published": [], "sent": []}
     for row in rows:
         at = fire[row.claim_id]
@@ -300,7 +306,8 @@ def main() -> None:
             stack.start_service(name)
         stack.wait_healthy()
         startup = time.monotonic() - started
-        due = (datetime.now(NY) + timedelta(seconds=startup + 15 + lead)).replace(microsecond=0)
+        ahead = startup + 15 + lead + 60 * args.spread_minutes
+        due = (datetime.now(NY) + timedelta(seconds=ahead)).replace(microsecond=0)
         if due.date() != now.date() or due.time() >= dtime(23, 0):
             console.print("alert bench skipped: too close to midnight in New York")
             return

@@ -367,9 +367,24 @@ async def measure(bench: Bench, args: argparse.Namespace, console: Console) -> N
 
     if args.plan_claims:
         m = args.plan_claims
-        subject, baseline = await bench.burst("claim", m), await bench.burst("trivial", m)
+        subject = await bench.burst("claim", m)
+        worker_mb, server_mb = rss_mb(os.getpid()), tree_rss_mb(bench.server_pid)
+        baseline = await bench.burst("trivial", m)
         table.add_row(f"plan {m:,} claims (s)", f"{subject:.1f}", f"{baseline:.1f} (trivial)",
                       f"{baseline / subject:.2f}x")  # fmt: skip
+        cache = bench.settings.worker_max_cached_workflows
+        table.add_row(
+            f"worker process RSS, {m:,} more claims open (MB; cache {cache:,})",
+            f"{worker_mb:.0f}",
+            f"{idle_worker:.0f} (idle)",
+            f"{worker_mb / idle_worker:.2f}x",
+        )
+        table.add_row(
+            f"Temporal server RSS, {m:,} more claims open (MB)",
+            f"{server_mb:.0f}",
+            f"{idle_server:.0f} (idle)",
+            f"{server_mb / idle_server:.2f}x",
+        )
 
     if args.alerts:
         result = await bench.alert_latency(300)

@@ -42,9 +42,21 @@ class ClaimResult:
     reason: str | None = None
 
 
+def sorted_json(value: Any) -> bytes:
+    """``json.dumps(value, sort_keys=True, separators=(",", ":"))`` as bytes, which every stored
+    request hash was made from: orjson gives the same bytes when they are ASCII (in a fraction of
+    the time); anything else (json.dumps escapes non-ASCII) goes the old way."""
+    try:
+        fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, say
+        fast = b"\x80"
+    if fast.isascii():
+        return fast
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
 def request_hash(claim: ClaimIn) -> str:
-    canonical = json.dumps(claim.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(sorted_json(claim.model_dump(mode="json"))).hexdigest()
 
 
 def derived_key(claim: ClaimIn) -> str:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.notifier.channels import EmailChannel, default_channels
+from services.notifier.channels import EmailChannel, close_channels, default_channels
 from services.notifier.consumer import CONSUMER, NOTICE_CONSUMER, AlertHandler, NoticeHandler
 from services.notifier.models import deliveries, inbox, outbox
 from services.notifier.routes import router
@@ -51,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ):
             yield
     finally:
+        await close_channels(channels)
         await engine.dispose()
 
 

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr, parsedate_to_datetime
 from typing import Any, Protocol
 
+import aiohttp
 import aiosmtplib
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -146,11 +147,31 @@ class SlackChannel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # one HTTP session for every post: its connections (and TLS sessions) to hooks.slack.com
+        # are kept and reused, not opened anew for each alert of a burst
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()  # a session belongs to the loop that made it
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30)
+            )
+            self._loop = loop
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and self._loop is asyncio.get_running_loop():
+            await self._session.close()
+        self._session = self._loop = None
 
     async def send(self, target: str, message: AlertMessage, commit: Commit | None = None) -> str:
         timeout = self.settings.slack_timeout_seconds
         # no retry handlers: retries come from the delivery's schedule, never inside one call
-        client = AsyncWebhookClient(target, timeout=math.ceil(timeout), retry_handlers=[])
+        client = AsyncWebhookClient(
+            target, timeout=math.ceil(timeout), retry_handlers=[], session=self._http()
+        )
         if commit is not None:
             await commit()
         async with asyncio.timeout(timeout):
@@ -169,3 +190,11 @@ class SlackChannel:
 
 def default_channels(settings: Settings) -> dict[str, Channel]:
     return {"email": EmailChannel(settings), "slack": SlackChannel(settings)}
+
+
+async def close_channels(channels: Mapping[str, Channel]) -> None:
+    """Close what the channels keep open (the Slack channel's HTTP session)."""
+    for channel in channels.values():
+        close = getattr(channel, "close", None)
+        if close is not None:
+            await close()

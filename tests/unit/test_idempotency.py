@@ -3,6 +3,7 @@ paths that never touch the database (no key, a bad key)."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -10,8 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.dispute.models import action_requests
+from services.intake.batch import sorted_json
 from shared.http import PROBLEM_JSON, Problem, install_problem_handlers
 from shared.idempotency import (
     MAX_KEY_LENGTH,
@@ -112,3 +116,19 @@ async def test_without_a_key_the_action_runs_as_before_and_a_bad_key_never_runs_
     assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM_JSON
     assert bad.json()["errors"][0]["field"] == "Idempotency-Key"
     assert calls == [None]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUES)
+def test_the_claim_request_hash_bytes_are_what_json_dumps_made(value: object) -> None:
+    """Intake's request hashes were made with json.dumps; the faster encoding must give the same
+    bytes for every value (control characters, non-ASCII, nesting), or a retry after an upgrade
+    would be refused as a reused key."""
+    assert sorted_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    assert sorted_json(10**30) == b"1000000000000000000000000000000"  # beyond orjson's integers
