@@ -8,8 +8,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 
@@ -32,12 +33,12 @@ from services.intake.matching import REVIEW_STATES, apply
 from services.intake.models import remittance_claims
 from services.intake.schemas import ClaimIn
 from shared.db import get_engine, unit_of_work
-from shared.http import Problem
+from shared.http import FastJSONRoute, Problem
 from shared.openapi import v1_problems
 from shared.rules.eligibility import PlanType, ServiceCategory
 from shared.tenants import CurrentTenant
 
-router = APIRouter(prefix="/v1", tags=["integrations"])
+router = APIRouter(prefix="/v1", tags=["integrations"], route_class=FastJSONRoute)
 
 
 FILE_PROBLEMS = v1_problems(
@@ -186,7 +187,7 @@ async def post_eob(request: Request, tenant: CurrentTenant) -> JSONResponse:
     response_model=BatchAccepted,
     responses=v1_problems(400, _422="Not a batch of 1 to 1,000 objects"),
 )
-async def post_batch(batch: BatchIn, tenant: CurrentTenant) -> JSONResponse:
+async def post_batch(batch: BatchIn, tenant: CurrentTenant) -> Response:
     """Up to 1,000 canonical claims (each the body of ``POST /v1/claims``) in one transaction; each
     is validated and accepted on its own (``accepted``, ``duplicate`` by its natural key
     ``source_system:claim_id:event_sequence``, or ``rejected`` naming each field and reason)."""
@@ -229,9 +230,8 @@ async def post_batch(batch: BatchIn, tenant: CurrentTenant) -> JSONResponse:
                 "reason": r.reason,
             }
     ordered = [results[i] for i in range(len(batch.claims))]
-    return JSONResponse(
-        {"summary": dict(Counter(r["result"] for r in ordered)), "results": ordered}, status_code=202
-    )
+    body = {"summary": dict(Counter(r["result"] for r in ordered)), "results": ordered}
+    return Response(orjson.dumps(body), status_code=202, media_type="application/json")
 
 
 def _out(row: Any) -> dict[str, Any]:

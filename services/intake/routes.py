@@ -9,10 +9,11 @@ from fastapi.responses import JSONResponse
 
 from services.intake.schemas import INTAKE_KEY, ClaimAccepted, ClaimIn
 from services.intake.service import accept_claim
+from shared.http import FastJSONRoute
 from shared.openapi import v1_problems
 from shared.tenants import CurrentTenant
 
-router = APIRouter(prefix="/v1", tags=["claims"])
+router = APIRouter(prefix="/v1", tags=["claims"], route_class=FastJSONRoute)
 
 PROBLEMS = v1_problems(
     400,

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
 
-from shared.http import Problem, install_healthz, install_problem_handlers
+from shared.http import FastJSONRoute, Problem, install_healthz, install_problem_handlers
 
 
 async def test_healthz_is_503_naming_the_dependency_that_is_down() -> None:
@@ -66,3 +67,34 @@ async def test_healthz_is_503_when_a_background_worker_died() -> None:
         r = await client.get("/healthz")
     assert r.status_code == 503 and r.json()["checks"]["worker"] == "down"
     app.state.worker_task.exception()  # retrieved: no "never retrieved" warning
+
+
+class Numbered(BaseModel):
+    n: int
+
+
+echo_router = APIRouter(route_class=FastJSONRoute)
+
+
+@echo_router.post("/echo")
+async def echo(body: Numbered) -> dict[str, int]:
+    return {"n": body.n}
+
+
+async def test_orjson_bodies_answer_as_the_standard_library_did() -> None:
+    """FastJSONRoute parses bodies with orjson; what orjson refuses and json accepted (a huge
+    integer, NaN) gets the old answer, and a broken body is still a problem, never a 500."""
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(echo_router)
+    headers = {"content-type": "application/json", "authorization": "Bearer x"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.post("/echo", content=b'{"n": 7}', headers=headers)).json() == {"n": 7}
+        huge = 10**30
+        r = await client.post("/echo", content=b'{"n": %d}' % huge, headers=headers)
+        assert r.status_code == 200 and r.json() == {"n": huge}
+        r = await client.post("/echo", content=b'{"n": NaN}', headers=headers)
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+        assert "n" in r.text
+        r = await client.post("/echo", content=b'{"n": ', headers=headers)  # not JSON: 400, as before
+        assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
