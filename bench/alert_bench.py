@@ -40,6 +40,7 @@ from rich.table import Table
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.workflow_bench import pct
 from deploy.devstack import SERVICES, Ports, Stack
 from services.dispute.clock import reminder_offset
 from shared.rules.calendar import federal_calendar
@@ -55,11 +56,8 @@ def received_for_first_reminder_today(today: date) -> date | None:
     new claim sends no catch-up alert on arrival. None if today is not a business day."""
     if not CAL.is_business_day(today):
         return None
-    deadline = CAL.business_days_after(today, 5)
-    received = today
-    while CAL.business_day_beginning(received, 30) > deadline:
-        received -= timedelta(days=1)
-    return received if CAL.business_day_beginning(received, 30) == deadline else None
+    # day 1 of the 30 business days that end on the deadline
+    return CAL.business_days_after(CAL.business_days_after(today, 5), -29)
 
 
 def claim_body(claim_id: str, received: date) -> dict[str, Any]:
@@ -82,11 +80,6 @@ def claim_body(claim_id: str, received: date) -> dict[str, Any]:
             }
         ],
     }
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Arrivals:
@@ -291,7 +284,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=150)
     now = datetime.now(NY)
-    if not CAL.is_business_day(now.date()) or received_for_first_reminder_today(now.date()) is None:
+    if received_for_first_reminder_today(now.date()) is None:
         console.print(f"alert bench skipped: {now.date()} is not a business day in New York")
         return
     lead = args.lead or 30 + args.claims / 10

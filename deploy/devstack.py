@@ -259,7 +259,7 @@ class Stack:
         # outboxes marked again, it could have an event acknowledged and then lost from the log
         # (seen once in a chaos run: a consumer's committed offset past the partition's end).
         consumers = [s for s in ("dispute", "negotiation", "notifier") if s in self.processes]
-        relay = ["relay"] if name == "broker" and "relay" in self.processes else []
+        relay = [s for s in ("relay",) if s in self.processes]
         if name == "broker":
             for service in (*relay, *consumers):
                 self.stop_service(service)

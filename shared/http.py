@@ -6,6 +6,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
+from contextlib import suppress
 from typing import Any
 
 import orjson
@@ -196,13 +197,12 @@ class _FastJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            try:
-                if _LONG_NUMBER.search(body):
-                    raise orjson.JSONDecodeError("long number", "", 0)
-                self._json = orjson.loads(body)
-            except orjson.JSONDecodeError:  # what orjson refuses or reads otherwise (NaN, huge
-                self._json = await super().json()  # integers) gets json's answer; invalid JSON its 422
-        return self._json
+            if _LONG_NUMBER.search(body) is None:
+                with suppress(orjson.JSONDecodeError):
+                    self._json = orjson.loads(body)
+        # what orjson refuses or would read otherwise (NaN, huge integers) gets json's answer, a
+        # body that is not JSON its 400
+        return self._json if hasattr(self, "_json") else await super().json()
 
 
 class FastJSONRoute(APIRoute):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from shared.codec import build_codec, data_converter
 from shared.settings import Settings, get_settings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 IDR_TENANT = SearchAttributeKey.for_keyword("IdrTenant")
 IDR_CLAIM_ID = SearchAttributeKey.for_keyword("IdrClaimId")
@@ -214,7 +216,7 @@ async def query_workflow(client: Client, workflow_id: str, query: str, result_ty
         raise
 
 
-def cache_workflow_bytecode(*packages: str) -> int:
+def cache_workflow_bytecode(*packages: str) -> None:
     """Write the bytecode of ``packages`` (their ``__pycache__``) when Python itself will not.
 
     The workflow sandbox imports a workflow's modules afresh for every workflow it starts or
@@ -222,19 +224,17 @@ def cache_workflow_bytecode(*packages: str) -> int:
     and no cached bytecode, every one of those imports compiled the modules' source again: a
     quarter of the dispute worker's CPU while a burst of claims started. Cached bytecode is read
     even with that setting, so it is written once here, at the worker's start. Files already up to
-    date are skipped; a read-only install (bytecode compiled by pip) is left as it is. Returns the
-    number of package folders where some module could not be written."""
+    date are skipped; a read-only install (bytecode compiled by pip) is left as it is, with a
+    warning when some module could not be written."""
     import compileall
     import importlib.util
     import sys
     from pathlib import Path
 
     if not sys.dont_write_bytecode:
-        return 0  # Python caches what it imports
-    failed = 0
+        return  # Python caches what it imports
     for package in packages:
         spec = importlib.util.find_spec(package)
         for location in (spec.submodule_search_locations or []) if spec else []:
             if not compileall.compile_dir(Path(location), quiet=2, workers=1):
-                failed += 1
-    return failed
+                log.warning("could not cache the bytecode of every module in %s", location)

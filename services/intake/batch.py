@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -46,12 +47,10 @@ def sorted_json(value: Any) -> bytes:
     """``json.dumps(value, sort_keys=True, separators=(",", ":"))`` as bytes, which every stored
     request hash was made from: orjson gives the same bytes when they are ASCII (in a fraction of
     the time); anything else (json.dumps escapes non-ASCII) goes the old way."""
-    try:
+    with suppress(orjson.JSONEncodeError):  # an integer beyond 64 bits, say
         fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits, say
-        fast = b"\x80"
-    if fast.isascii():
-        return fast
+        if fast.isascii():
+            return fast
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 

@@ -149,22 +149,20 @@ class SlackChannel:
         self.settings = settings
         # one HTTP session for every post: its connections (and TLS sessions) to hooks.slack.com
         # are kept and reused, not opened anew for each alert of a burst
+        # (made on the first post, inside the notifier's event loop)
         self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _http(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()  # a session belongs to the loop that made it
-        if self._session is None or self._session.closed or self._loop is not loop:
+        if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30)
             )
-            self._loop = loop
         return self._session
 
     async def close(self) -> None:
-        if self._session is not None and self._loop is asyncio.get_running_loop():
+        if self._session is not None:
             await self._session.close()
-        self._session = self._loop = None
+            self._session = None
 
     async def send(self, target: str, message: AlertMessage, commit: Commit | None = None) -> str:
         timeout = self.settings.slack_timeout_seconds
