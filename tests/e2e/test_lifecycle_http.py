@@ -3,6 +3,7 @@ worker killed and restarted mid-flow), one settled through the negotiation API."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,10 +34,16 @@ async def act(
         path = f"/v1/claims/{cid}/open-negotiation/{action}"
     else:
         path = f"/v1/claims/{cid}/actions/{action}"
+    # a client's contract: a 503 (the worker restarting, Temporal moving the claim off a dead worker's
+    # sticky queue) is retried after Retry-After with the same Idempotency-Key, applied once
+    headers = {**auth(stack), "X-Actor": "jane@billing.example", "Idempotency-Key": uuid.uuid4().hex}
     async with httpx.AsyncClient(timeout=60) as client:
-        return await client.post(
-            url(stack, service, path), json=body, headers={**auth(stack), "X-Actor": "jane@billing.example"}
-        )
+        for _ in range(8):
+            r = await client.post(url(stack, service, path), json=body, headers=headers)
+            if r.status_code != 503:
+                return r
+            await asyncio.sleep(float(r.headers.get("Retry-After", "5")))
+        return r
 
 
 async def stage_is(stack: Stack, cid: str, stage: str) -> Any:
