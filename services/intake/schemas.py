@@ -129,6 +129,7 @@ Email = Annotated[str, AfterValidator(_email), WithJsonSchema({"type": "string",
 INTAKE_KEY = r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$"
 
 
+@lru_cache(maxsize=4096)  # a billing company sends the same few NPIs on every claim
 def npi_is_valid(npi: str) -> bool:
     """NPI check digit: Luhn over the constant prefix 80840 and the first nine digits."""
     if len(npi) != 10 or not npi.isdigit():
