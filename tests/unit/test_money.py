@@ -19,7 +19,12 @@ QUERY: TypeAdapter[Decimal] = TypeAdapter(QueryMoney)
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("1500.00", Decimal("1500.00")), (12, Decimal(12)), ("0", Decimal(0)), (Decimal("1.50"), Decimal("1.50"))],
+    [
+        ("1500.00", Decimal("1500.00")),
+        (12, Decimal(12)),
+        ("0", Decimal(0)),
+        (Decimal("1.50"), Decimal("1.50")),
+    ],
 )
 def test_amounts_taken(value: Any, expected: Decimal) -> None:
     assert MONEY.validate_python(value) == expected
