@@ -59,7 +59,7 @@ with workflow.unsafe.imports_passed_through():  # the sandbox re-imports nothing
     from shared.events import ClaimAdjudicated, ClaimLine
     from shared.rules.calendar import federal_calendar
     from shared.settings import Settings
-    from shared.temporal import IDR_CLAIM_ID, IDR_PAYER, IDR_STAGE, IDR_TENANT, converter_for
+    from shared.temporal import IDR_CLAIM_ID, IDR_PAYER, IDR_STAGE, IDR_TENANT, converter_for, workflow_runner
 
 QUEUE = "dispute-bench"
 NY = ZoneInfo("America/New_York")
@@ -225,6 +225,7 @@ class Bench:
             self.client,
             task_queue=QUEUE,
             workflows=[*WORKFLOWS, TrivialWorkflow],
+            workflow_runner=workflow_runner(*{w.__module__ for w in (*WORKFLOWS, TrivialWorkflow)}),
             activities=[acts.plan_deadlines, acts.record_claim, emit_alert, acts.fan_out_update, noop],
             max_cached_workflows=self.settings.worker_max_cached_workflows,
             patch_activation_callback=None if patches else no_new_patches,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -11,12 +10,12 @@ from typing import Any, TypeVar
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.converter import DataConverter
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from shared.codec import build_codec, data_converter
 from shared.settings import Settings, get_settings
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 IDR_TENANT = SearchAttributeKey.for_keyword("IdrTenant")
 IDR_CLAIM_ID = SearchAttributeKey.for_keyword("IdrClaimId")
@@ -216,25 +215,18 @@ async def query_workflow(client: Client, workflow_id: str, query: str, result_ty
         raise
 
 
-def cache_workflow_bytecode(*packages: str) -> None:
-    """Write the bytecode of ``packages`` (their ``__pycache__``) when Python itself will not.
+def workflow_runner(*workflow_modules: str) -> SandboxedWorkflowRunner:
+    """The workflow sandbox, with the modules that define the workflows passed through.
 
-    The workflow sandbox imports a workflow's modules afresh for every workflow it starts or
-    replays; with ``PYTHONDONTWRITEBYTECODE`` set (as many images and this project's machines set it)
-    and no cached bytecode, every one of those imports compiled the modules' source again: a
-    quarter of the dispute worker's CPU while a burst of claims started. Cached bytecode is read
-    even with that setting, so it is written once here, at the worker's start. Files already up to
-    date are skipped; a read-only install (bytecode compiled by pip) is left as it is, with a
-    warning when some module could not be written."""
-    import compileall
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if not sys.dont_write_bytecode:
-        return  # Python caches what it imports
-    for package in packages:
-        spec = importlib.util.find_spec(package)
-        for location in (spec.submodule_search_locations or []) if spec else []:
-            if not compileall.compile_dir(Path(location), quiet=2, workers=1):
-                log.warning("could not cache the bytecode of every module in %s", location)
+    By default the sandbox imports a workflow's module afresh for every workflow it starts or
+    replays (so module state cannot leak between runs): that re-ran ``@workflow.defn`` over the
+    claim workflow's class and its twenty updates (signature inspection) and, with
+    ``PYTHONDONTWRITEBYTECODE`` set, compiled the source again, about a fifth of the dispute
+    worker's CPU while a burst of claims started. Everything the workflows import was already passed
+    through (``workflow.unsafe.imports_passed_through``); their own modules hold no state beyond
+    constants, so they are imported once, like the rest. The sandbox still runs each workflow in
+    its own context with the standard library's non-deterministic calls restricted where the
+    sandbox can see them; the replay tests (``tests/replay``) are what proves these modules
+    deterministic."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*workflow_modules)
+    return SandboxedWorkflowRunner(restrictions=restrictions)

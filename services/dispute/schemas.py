@@ -394,3 +394,9 @@ class BatchStatus(Contract):
     actions: list[ActionRecord]
     results: dict[str, list[MemberResult]]
     left: list[MemberResult] = []  # members that left the batch (closed, or acted alone), with why
+
+
+# a model that names a class defined after it is completed here, at import: the workflow modules
+# are imported once, outside the sandbox (shared.temporal.workflow_runner), and a model left to
+# complete itself on first use inside a workflow could not see this module's later classes
+AlertRequest.model_rebuild()

@@ -7,15 +7,15 @@ from temporalio.worker import Worker
 
 from services.negotiation.workflows import OpenNegotiationWorkflow
 from shared.settings import Settings
-from shared.temporal import cache_workflow_bytecode
+from shared.temporal import workflow_runner
 from shared.tracing import worker_interceptors
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
-    cache_workflow_bytecode("services", "shared")  # the sandbox re-imports them per workflow
     return Worker(
         client,
         task_queue=settings.negotiation_task_queue,
         workflows=[OpenNegotiationWorkflow],
+        workflow_runner=workflow_runner(OpenNegotiationWorkflow.__module__),
         interceptors=worker_interceptors(client),
     )

@@ -33,6 +33,7 @@ from services.negotiation.workflows import OpenNegotiationWorkflow
 from shared.events import ClaimAdjudicated, ClaimLine
 from shared.rules.calendar import Closure, Extension, Overrides, federal_calendar
 from shared.settings import Settings
+from shared.temporal import workflow_runner
 
 CAL = federal_calendar()
 NY = ZoneInfo("America/New_York")
@@ -132,10 +133,16 @@ async def workers(env: WorkflowEnvironment, rec: Recorder, *, patches: bool = Tr
             env.client,
             task_queue=QUEUE,
             workflows=[ClaimLifecycleWorkflow, IdrBatchWorkflow],
+            workflow_runner=workflow_runner(ClaimLifecycleWorkflow.__module__, IdrBatchWorkflow.__module__),
             activities=[*rec.activities(), fan_out.fan_out_update],
             patch_activation_callback=None if patches else no_new_patches,
         ),
-        Worker(env.client, task_queue="negotiation", workflows=[OpenNegotiationWorkflow]),
+        Worker(
+            env.client,
+            task_queue="negotiation",
+            workflows=[OpenNegotiationWorkflow],
+            workflow_runner=workflow_runner(OpenNegotiationWorkflow.__module__),
+        ),
     ):
         yield
 
