@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():  # the sandbox re-imports nothing
     from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
     from temporalio.worker import PatchActivationInput, Worker
 
+    from bench.trivial_workflow import TrivialWorkflow
     from deploy.migrate import upgrade
     from deploy.servers import EmbeddedPostgres, free_port, spawn, stop_process, temporal_argv, wait_for_port
     from services.dispute.activities import DisputeActivities
@@ -65,28 +66,6 @@ QUEUE = "dispute-bench"
 NY = ZoneInfo("America/New_York")
 CAL = federal_calendar()
 PLANNED = "open_negotiation_window"
-
-
-# -- the baseline: one activity, one timer ------------------------------------------------------------
-@activity.defn(name="bench_noop")
-async def bench_noop(arg: str) -> str:
-    return arg
-
-
-@workflow.defn(name="BenchTrivialWorkflow")
-class TrivialWorkflow:
-    @workflow.run
-    async def run(self, wake_at: str) -> str:
-        """One activity, the search attribute upsert the claim makes with its record, one timer
-        (until ``wake_at`` when given, then a second activity: the alert baseline)."""
-        if wake_at:
-            await workflow.sleep(datetime.fromisoformat(wake_at) - workflow.now())
-            await workflow.execute_activity(bench_noop, "alert", start_to_close_timeout=timedelta(seconds=30))
-            return "woke"
-        await workflow.execute_activity(bench_noop, "plan", start_to_close_timeout=timedelta(seconds=30))
-        workflow.upsert_search_attributes([IDR_STAGE.value_set("planned")])
-        await workflow.sleep(timedelta(days=30))
-        return "done"
 
 
 # -- helpers ------------------------------------------------------------------------------------------
