@@ -24,10 +24,47 @@ BIN = Path(sys.executable).parent
 PG_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out for port 0 and for outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A TCP port free on 127.0.0.1 now, and likely to stay free until it is used.
+
+    Chosen below the kernel's ephemeral range: a port the kernel handed out for port 0 is just as
+    likely to be handed out again a moment later as the local port of an outgoing connection (the
+    services connect to PostgreSQL and Temporal hundreds of times while a stack starts) or as one of
+    the ports the Temporal dev server picks for its internal services, and then the server it was
+    meant for fails with "address already in use". A port is never handed out twice by one process.
+    """
+    import random
+
+    low, _ = _ephemeral_range()
+    if low > 11024:
+        for _ in range(500):
+            port = random.randrange(10000, low)  # noqa: S311 (a port number, not a secret)
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED_OUT.add(port)
+            return port
+    with socket.socket() as s:  # no room below the ephemeral range: the kernel's choice
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        port = int(s.getsockname()[1])
+    _HANDED_OUT.add(port)
+    return port
 
 
 def wait_for_port(
