@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from services.dispute.clock import reminder_offset
 from services.dispute.models import outbox
+from services.dispute.record_writes import write_alert, write_record
 from services.dispute.schemas import (
     AlertRequest,
     ClaimStatus,
@@ -30,7 +31,7 @@ from services.dispute.schemas import (
     RecordRequest,
     ReminderPlan,
 )
-from services.dispute.service import tenant_overrides, write_alert, write_record
+from services.dispute.service import tenant_overrides
 from shared.db import unit_of_work
 from shared.events import DeadlineApproaching, DeadlineMissed, Envelope, EventPayload, PaymentOverdue
 from shared.kafka.outbox import add_to_outbox

@@ -12,8 +12,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from services.dispute.record_writes import claim_recorded, record_late_event, record_refused_payment
 from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput, ClaimStatus
-from services.dispute.service import claim_recorded, record_late_event, record_refused_payment
 from services.dispute.workflows import ClaimLifecycleWorkflow
 from shared.events import ClaimAdjudicated, Envelope, RemittancePayment
 from shared.http import Problem
