@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test test-unit bench lint fmt clean fuzz chaos
+.PHONY: install run test test-unit bench bench-wave lint fmt clean fuzz chaos
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ bench: install
 	$(BIN)/python -m bench.workflow_bench --plan-claims 10000
 	$(BIN)/python -m bench.alert_bench --claims 300 --spread-minutes 0
 	$(BIN)/python -m bench.alert_bench --claims 300 --spread-minutes 3
+
+# the 09:00 wave: 10,000 claims whose first reminder is due today, spread over the default 30 minutes,
+# through the whole stack (about an hour: posting and planning, then the wave)
+bench-wave: install
+	$(BIN)/python -m bench.alert_bench --claims 10000 --spread-minutes 30 --lead 1400
 
 # kill -9 each part of the stack with 1,000 claims in flight (make test runs it with 200)
 chaos: install

@@ -348,3 +348,20 @@ def test_835_unusual_shapes_take_the_handlers_and_read_the_same() -> None:
     bad = parse(BASE.replace(b"SVC*HC:99285:25*2400.00", b"SVC*HC:99285:25*24X0.00"))
     assert bad.claims[0].service_lines[0].charge_amount is None
     assert "invalid_amount" in codes(bad)
+
+
+def test_fhir_bundle_says_what_it_did_not_read() -> None:
+    """Entries without a resource, and resources that are not EOBs, are named in warnings."""
+    import json
+
+    bundle = json.loads(own("eob_bundle.json"))
+    bundle["entry"] += [7, {"fullUrl": "urn:uuid:x"}, {"resource": {"resourceType": "Patient", "id": "p"}}]
+    r = parse(json.dumps(bundle).encode())
+    assert len(r.claims) == 2
+    unreadable = [w.location for w in r.warnings if w.code == "entry_unreadable"]
+    n = len(bundle["entry"])
+    assert unreadable == [f"$.entry[{n - 3}]", f"$.entry[{n - 2}]"]
+    (other,) = [w for w in r.warnings if w.code == "other_resources"]
+    assert other.message.endswith("Organization 1, Patient 1") and other.message.startswith("2 entries")
+    odd = parse(json.dumps({"resourceType": "Bundle", "entry": {"resource": {}}}).encode())
+    assert {"entry_not_list", "no_claims"} <= set(codes(odd))

@@ -11,6 +11,7 @@ shape differs in ways that would be misread silently (``totalCost``/``totalBenef
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -354,15 +355,26 @@ def parse_fhir(doc: dict[str, Any], *, check_profile: bool = False) -> ParseResu
         )
     entries = doc.get("entry")
     if not isinstance(entries, list):
+        if entries is not None:
+            result.warnings.append(
+                ParseWarning("entry_not_list", "the Bundle's entry is not a list", "$.entry")
+            )
         entries = []
     resources: dict[str, dict[str, Any]] = {}
-    for e in entries:
+    others: Counter[str] = Counter()
+    for k, e in enumerate(entries):
         r = e.get("resource") if isinstance(e, dict) else None
-        if isinstance(r, dict):
-            if isinstance(r.get("id"), str):
-                resources[f"{r.get('resourceType')}/{r['id']}"] = r
-            if isinstance(e.get("fullUrl"), str):
-                resources[e["fullUrl"]] = r
+        if not isinstance(r, dict):
+            result.warnings.append(
+                ParseWarning("entry_unreadable", "an entry without a resource object", f"$.entry[{k}]")
+            )
+            continue
+        if r.get("resourceType") != "ExplanationOfBenefit":
+            others[str(r.get("resourceType"))[:40]] += 1
+        if isinstance(r.get("id"), str):
+            resources[f"{r.get('resourceType')}/{r['id']}"] = r
+        if isinstance(e.get("fullUrl"), str):
+            resources[e["fullUrl"]] = r
     resolver = _Resolver(resources)
     rejected: list[str] = []
     for k, e in enumerate(entries):
@@ -376,6 +388,16 @@ def parse_fhir(doc: dict[str, Any], *, check_profile: bool = False) -> ParseResu
             result.warnings.append(ParseWarning("not_r4", f"EOB skipped, not FHIR R4: {reason}", where))
             continue
         result.claims.append(_claim(r, where, resolver, result.warnings, check_profile))
+    if others:
+        n = others.total()
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(others.items()))
+        what = (
+            "1 entry is not an ExplanationOfBenefit"
+            if n == 1
+            else f"{n} entries are not ExplanationOfBenefit"
+        )
+        message = f"{what}, read only where an EOB refers to it: {kinds}"
+        result.warnings.append(ParseWarning("other_resources", message, "$.entry"))
     if not result.claims:
         if rejected:
             raise ParseError(f"no FHIR R4 ExplanationOfBenefit in the Bundle: {rejected[0]}", "$.entry")
