@@ -19,8 +19,9 @@ from deploy.bootstrap import ensure_topics_with, outboxes, republish_all, seed_t
 from services.claims_cli import claims_app
 from services.codec_server import codec_app
 from services.dlq_cli import dlq_app
-from services.ingest_cli import ingest_command, remittances_app
+from services.ingest_cli import ingest_command
 from services.parse_cli import parse_command
+from services.remittances_cli import remittances_app
 from shared.db import get_engine
 from shared.kafka import make_producer
 from shared.kafka.outbox import run_relay

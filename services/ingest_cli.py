@@ -1,5 +1,6 @@
 """``idrflow ingest``: post 835/837/FHIR EOB/claim JSON files to intake, resumably (a ledger of the
-hashes that got a 2xx), once or watching a drop folder; ``idrflow remittances``: the review list.
+hashes that got a 2xx), once or watching a drop folder (``idrflow remittances``, the review list, is
+in ``remittances_cli.py``).
 
 Formats are read here with intake's parser: an unreadable file is reported (segment or field named)
 and not posted, as the server would refuse it the same way, and stays out of the ledger. Network
@@ -46,9 +47,6 @@ ApiKey = Annotated[str | None, typer.Option(envvar="IDRFLOW_API_KEY", help="the 
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 DEFAULT_URL = "http://127.0.0.1:8001"
 LEDGER = Path(".idrflow-ingest.json")
-PAGE = "/v1/remittances/unmatched?limit=500"
-
-remittances_app = typer.Typer(help="Remittance claims that matched no tracked claim.", no_args_is_help=True)
 
 
 def _fail(message: str) -> NoReturn:
@@ -268,7 +266,7 @@ def print_report(report: dict[str, dict[str, int]], console: Console) -> None:
     console.print(table)
 
 
-def _client(url: str, api_key: str | None, timeout: float = 120) -> httpx.Client:
+def intake_client(url: str, api_key: str | None, timeout: float = 120) -> httpx.Client:
     if not api_key:
         _fail("no API key: pass --api-key or set IDRFLOW_API_KEY")
     if not url.startswith(("http://", "https://")):
@@ -304,7 +302,7 @@ def ingest_command(
                        source_system=source_system)  # fmt: skip
     out = Console(stderr=True, highlight=False)
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop: the summary, like Ctrl-C
-    with _client(url, api_key) as client:
+    with intake_client(url, api_key) as client:
         run = Run(client, Ledger(ledger), profile, retries, out)
         todo = [p for root in paths for p in walk(root)]
         try:
@@ -353,55 +351,3 @@ def _post_all(run: Run, todo: list[Path], show_bar: bool) -> None:
                 run.out.print(f"[red]!![/] {escape(f'{p}: {exc}')}; stopped, the rest not posted")
                 return
             bar.advance(task)
-
-
-@remittances_app.command("unmatched")
-def remittances_unmatched(url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False) -> None:
-    """The review list: remittance claims that matched no tracked claim, or several, or need a person."""
-    rows: list[dict[str, Any]] = []
-    with _client(url, api_key, timeout=30) as client:
-        while page := _call(client, "GET", PAGE, params={"after": rows[-1]["id"] if rows else 0}).json():
-            rows += page
-            if len(page) < 500:
-                break
-    if as_json:
-        return typer.echo(json.dumps(rows))
-    table = Table(title=f"Remittance claims to review ({len(rows)})")
-    for column in ("id", "claim_ref", "payer", "paid", "received_on", "state", "reason", "candidates"):
-        table.add_column(column, overflow="fold", no_wrap=column not in ("payer", "reason", "candidates"))
-    for x in rows:
-        top = ", ".join(str(c.get("claim_id")) for c in (x.get("candidates") or [])[:3])
-        cells = (x["id"], x["claim_ref"], x.get("payer_name"), x.get("paid_amount"), x["received_on"],
-                 x["state"], x.get("reason"), top)  # fmt: skip
-        table.add_row(*("" if c is None else str(c) for c in cells))
-    Console(highlight=False).print(table)
-
-
-@remittances_app.command("apply")
-def remittances_apply(
-    remittance_id: Annotated[int, typer.Argument(min=1, help="the id in the review list")],
-    claim_id: Annotated[str, typer.Argument(help="the tracked claim it pays")],
-    url: Url = DEFAULT_URL,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-) -> None:
-    """Apply a remittance claim from the review list to a tracked claim (its initial payment or a
-    payment). Refused (not found, applied elsewhere, cannot apply): the reason and exit code 1."""
-    with _client(url, api_key, timeout=30) as client:
-        x = _call(
-            client, "POST", f"/v1/remittances/{remittance_id}/apply", json={"claim_id": claim_id}
-        ).json()
-    said = f"remittance {x['id']} applied to claim {x['claim_id']} as {x['applied_as']}: {x['reason']}"
-    typer.echo(json.dumps(x) if as_json else said)
-
-
-def _call(client: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Response:
-    try:
-        r = send(client, 2, method, path, **kw)
-    except Unavailable as exc:
-        typer.echo(f"idrflow: {client.base_url}: {exc}", err=True)
-        raise typer.Exit(1) from None
-    if not r.is_success:
-        typer.echo(f"idrflow: {problem_of(r)}", err=True)
-        raise typer.Exit(2 if r.status_code == 422 else 1)
-    return r

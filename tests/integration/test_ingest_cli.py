@@ -162,6 +162,26 @@ async def test_the_review_list_shows_an_unmatched_remittance_and_apply_pays_the_
     assert (await stored(cid)).initial_payment_received_on is not None
     elsewhere = idrflow("remittances", "apply", str(mine["id"]), "OTHER-1", "--url", intake_url, key=key)
     assert elsewhere.exit_code == 1 and "HTTP 409" in elsewhere.stderr, elsewhere.output
+    # an applied one cannot be dismissed; another unmatched one leaves the list with its reason
+    refused = idrflow(
+        "remittances", "dismiss", str(mine["id"]), "--reason", "dup", "--url", intake_url, key=key
+    )
+    assert refused.exit_code == 1 and "HTTP 409" in refused.stderr, refused.output
+    other = uid("ZY")
+    drop(tmp_path, "c.835", x835([{"claim_id": other, "billed": "999", "paid": "10"}]))
+    assert (
+        idrflow("ingest", str(tmp_path), "--url", intake_url, "--ledger", ledger, *PROFILE, key=key).exit_code
+        == 0
+    )
+    review = json.loads(idrflow("remittances", "unmatched", "--url", intake_url, "--json", key=key).stdout)
+    [theirs] = [x for x in review if x["claim_ref"] == other]
+    why = "take-back recorded by hand"
+    dismissed = idrflow(
+        "remittances", "dismiss", str(theirs["id"]), "--reason", why, "--url", intake_url, key=key
+    )
+    assert dismissed.exit_code == 0 and f"dismissed: {why}" in dismissed.stdout, dismissed.output
+    left = json.loads(idrflow("remittances", "unmatched", "--url", intake_url, "--json", key=key).stdout)
+    assert other not in {x["claim_ref"] for x in left}
 
 
 def test_watch_posts_a_dropped_file_once_it_is_complete_until_ctrl_c(
