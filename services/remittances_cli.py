@@ -70,7 +70,7 @@ def remittances_dismiss(
     the reason. Refused (not found, already applied): the reason and exit code 1."""
     with intake_client(url, api_key, timeout=30) as client:
         x = _call(client, "POST", f"/v1/remittances/{remittance_id}/dismiss", json={"reason": reason}).json()
-    typer.echo(json.dumps(x) if as_json else f"remittance {x['id']} {x['state']}: {x['reason']}")
+    typer.echo(json.dumps(x) if as_json else f"remittance {x['id']}: {x['reason']}")
 
 
 def _call(client: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Response:
