@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     notifier_send_concurrency: int = Field(default=16, ge=1)
     # sends in flight to one Slack webhook or one mailbox (a 429 still pauses the whole target)
     notifier_per_target_concurrency: int = Field(default=4, ge=1, le=64)
+    # an alert a channel still rate limits this long after it was raised fails (reported) instead of
+    # waiting on forever: its deadline may be past, a person has to look
+    notifier_rate_limited_give_up_hours: float = Field(default=24.0, gt=0)
 
     # local stack
     devstack_dir: Path = Path(".devstack")

@@ -10,7 +10,8 @@
 - Up to ``notifier_send_concurrency`` sends run at once, each bounded by its channel's timeout, so a
   target that does not answer holds one slot for that long and every other target goes on.
 - Outcomes: ``sent``; rate limited (429: due again after its Retry-After, not counted as an
-  attempt, and the target's other pending rows wait as long); permanent (a 4xx, a refused
+  attempt, and the target's other pending rows wait as long; ``failed`` once the alert was raised
+  more than ``notifier_rate_limited_give_up_hours`` ago); permanent (a 4xx, a refused
   recipient: ``failed`` at once); anything else (5xx, timeouts, connection errors): due again after
   a capped exponential backoff with jitter, ``failed`` after ``notifier_max_attempts``. A delivery
   that fails for good is logged at ERROR with ids only (no patient data, no target).
@@ -274,6 +275,13 @@ class DeliverySender:
             return
         mine = (d.c.id == c.id, d.c.attempts == c.attempts)
         unsent = d.c.status.in_(("claimed", "sending"))
+        if o.kind == "rate_limited" and self._limited_too_long(c, now):
+            hours = self.settings.notifier_rate_limited_give_up_hours
+            o = Outcome(
+                "permanent",
+                f"{o.detail}; still rate limited {hours:g} h after the alert was raised: given up",
+                "rate limited for too long",
+            )
         async with unit_of_work(self.engine) as session:
             if o.kind == "sent":  # even when a sibling presumed this sender dead: it was sent
                 await session.execute(
@@ -348,6 +356,16 @@ class DeliverySender:
                 o.reason,
                 due_at.isoformat() if due_at else None,
             )
+
+    def _limited_too_long(self, c: Claimed, now: datetime) -> bool:
+        """Raised (the envelope's ``occurred_at``) longer ago than the give-up time."""
+        try:
+            raised = datetime.fromisoformat(str(c.envelope.get("occurred_at")))
+        except ValueError:
+            return False
+        if raised.tzinfo is None:
+            raised = raised.replace(tzinfo=UTC)
+        return now - raised > timedelta(hours=self.settings.notifier_rate_limited_give_up_hours)
 
     async def _send(self, c: Claimed) -> None:
         try:

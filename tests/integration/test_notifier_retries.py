@@ -104,3 +104,36 @@ async def test_a_5xx_is_retried_with_backoff_then_fails_for_good(
         assert await sender.run_once() == 0
     assert row.attempts == 3 and len(hook.posts) == 3 and "500" in row.detail
     assert any("failed for good after 3 attempt(s)" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_alert_rate_limited_a_day_after_it_was_raised_fails_and_is_reported(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A webhook that answers 429 for ever does not keep an alert pending for ever."""
+    from datetime import UTC, datetime
+
+    settings = get_settings().model_copy(update={"notifier_rate_limited_give_up_hours": 24.0})
+    engine = get_engine()
+    async with webhook(
+        (429, {"Retry-After": "1"}, "rate_limited"), then=(429, {"Retry-After": "1"}, "x")
+    ) as (
+        hook,
+        url,
+    ):
+        tenant = await tenant_with_slack(stack, "forever", url)
+        fresh, stale = alert_for(tenant), alert_for(tenant)
+        stale = stale.model_copy(update={"occurred_at": datetime.now(UTC) - timedelta(hours=25)})
+        await record(settings, fresh)
+        await record(settings, stale)
+        sender = DeliverySender(engine, settings, default_channels(settings), tenants=[tenant])
+        with caplog.at_level(logging.ERROR, logger="services.notifier.sender"):
+            async with asyncio.timeout(30):
+                while (await delivery(engine, stale.event_id)).status != "failed":
+                    await sender.run_once()
+                    await asyncio.sleep(0.1)
+        gave_up, waiting = await delivery(engine, stale.event_id), await delivery(engine, fresh.event_id)
+    assert "still rate limited 24 h after the alert was raised" in gave_up.detail
+    assert waiting.status == "pending" and "429" in waiting.detail  # a fresh alert keeps waiting its turn
+    assert any("rate limited for too long" in r.getMessage() for r in caplog.records)
+    assert url not in caplog.text  # the webhook is a secret
+    assert len(hook.posts) >= 1
