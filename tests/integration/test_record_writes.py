@@ -27,7 +27,7 @@ from services.dispute.schemas import (
     NumberedTransition,
     RecordRequest,
 )
-from shared.events import ClaimAdjudicated, ClaimLine
+from tests.workflow.lifecycle_kit import facts
 
 pytestmark = pytest.mark.integration
 
@@ -55,33 +55,6 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
-def facts(n_lines: int) -> ClaimAdjudicated:
-    return ClaimAdjudicated(
-        claim_id=CLAIM,
-        event_sequence=1,
-        source_system="ehr",
-        payer_name="Acme Health Plan",
-        plan_type="self_insured_erisa",
-        provider_npi="1234567893",
-        provider_tin="123456789",
-        provider_name="Metro Emergency Physicians",
-        service_category="emergency",
-        state="TX",
-        initial_payment_received_on=date(2026, 11, 2),
-        lines=[
-            ClaimLine(
-                line_number=n,
-                service_code="99285",
-                code_system="CPT",
-                service_date=date(2026, 10, 1),
-                billed=Decimal("2400.00"),
-                paid=Decimal("350.00"),
-            )
-            for n in range(1, n_lines + 1)
-        ],
-    )
-
-
 def deadline(name: str, due_on: date) -> DeadlineView:
     return DeadlineView(
         name=name,
@@ -101,7 +74,7 @@ def request(seq: int, stage: str, n_lines: int, deadlines: list[DeadlineView], *
         at=AT + timedelta(days=seq),
         stage=stage,
         final=False,
-        facts=facts(n_lines),
+        facts=facts(CLAIM, date(2026, 11, 2), ["350.00"] * n_lines),
         dates={"initial_payment_received_on": date(2026, 11, 2)},
         deadlines=deadlines,
         next_deadline=deadlines[0] if deadlines else None,
