@@ -223,10 +223,10 @@ def workflow_runner(*workflow_modules: str) -> SandboxedWorkflowRunner:
     claim workflow's class and its twenty updates (signature inspection) and, with
     ``PYTHONDONTWRITEBYTECODE`` set, compiled the source again, about a fifth of the dispute
     worker's CPU while a burst of claims started. Everything the workflows import was already passed
-    through (``workflow.unsafe.imports_passed_through``); their own modules hold no state beyond
-    constants, so they are imported once, like the rest. The sandbox still runs each workflow in
-    its own context with the standard library's non-deterministic calls restricted where the
-    sandbox can see them; the replay tests (``tests/replay``) are what proves these modules
-    deterministic."""
+    through (``workflow.unsafe.imports_passed_through``); their own modules hold only constants, so
+    they are imported once, like the rest. The price: code in a passed-through module sees the real
+    standard library, so the sandbox no longer stops a ``datetime.now()`` or ``random`` written in
+    the workflow modules themselves. The workflow tests (``tests/workflow``) and the replay tests
+    run on the strict default sandbox, which does."""
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*workflow_modules)
     return SandboxedWorkflowRunner(restrictions=restrictions)

@@ -33,6 +33,10 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=time
 LOCAL_STEPS = "local-plan-and-record"
 # reminders wake up to reminder_spread_minutes before the reminder time, by claim (reminder_offset)
 REMINDER_SPREAD = "reminder-spread"
+# a claim that arrives after a reminder was due gets no catch-up alert when its next reminder comes
+# later the same New York day (the two read alike, hours apart)
+NO_SAME_DAY_CATCH_UP = "no-same-day-catch-up"
+SAME_DAY = timedelta(hours=12)
 
 T = TypeVar("T")
 
@@ -139,6 +143,7 @@ class ClaimClock(ClaimChecks):
             overdue
             and now < deadline.due_at
             and (closest_sent is None or overdue[-1].business_days_before < closest_sent)
+            and not self._reminder_later_today(pending, now, deadline.due_at)
         ):
             # the claim arrived late: one alert now with the true time left, not a burst of stale ones
             await self._alert(deadline, overdue[-1])
@@ -150,6 +155,16 @@ class ClaimClock(ClaimChecks):
             self._details()
         # due_at is the last timely second (23:59:59 local); the deadline is missed once it has passed
         return await self._sleep_until(deadline.due_at + timedelta(seconds=1), version)
+
+    @staticmethod
+    def _reminder_later_today(pending: list[ReminderPlan], now: datetime, due_at: datetime) -> bool:
+        """A pending reminder fires later today (New York), within hours and before the deadline's
+        cut-off: the catch-up would only repeat it."""
+        today = new_york_date(now)
+        return any(
+            now < r.fire_at <= min(due_at, now + SAME_DAY) and new_york_date(r.fire_at) == today
+            for r in pending
+        ) and workflow.patched(NO_SAME_DAY_CATCH_UP)
 
     async def _escalate_payment(self, d: DeadlineView, version: int) -> bool:
         """After the payment deadline: PaymentOverdue now and every few days until paid or closed.

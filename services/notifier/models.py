@@ -56,6 +56,8 @@ deliveries = Table(
     # the durable retry schedule: when a pending row is due; for a sending row, when its claim
     # expires (the sender died mid-send: the row becomes unconfirmed)
     Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    # when a channel first answered 429 for this delivery: it fails once that is too long ago
+    Column("rate_limited_since", DateTime(timezone=True), nullable=True),
     # the alert's envelope (no patient data), from which the sender renders the message
     Column("envelope", JSONB, nullable=True),
     UniqueConstraint("event_id", "channel", "target", name="uq_deliveries_event_channel_target"),

@@ -10,8 +10,8 @@
 - Up to ``notifier_send_concurrency`` sends run at once, each bounded by its channel's timeout, so a
   target that does not answer holds one slot for that long and every other target goes on.
 - Outcomes: ``sent``; rate limited (429: due again after its Retry-After, not counted as an
-  attempt, and the target's other pending rows wait as long; ``failed`` once the alert was raised
-  more than ``notifier_rate_limited_give_up_hours`` ago); permanent (a 4xx, a refused
+  attempt, and the target's other pending rows wait as long; ``failed`` once the channel has
+  refused it with 429 for longer than ``notifier_rate_limited_give_up_hours``); permanent (a 4xx, a refused
   recipient: ``failed`` at once); anything else (5xx, timeouts, connection errors): due again after
   a capped exponential backoff with jitter, ``failed`` after ``notifier_max_attempts``. A delivery
   that fails for good is logged at ERROR with ids only (no patient data, no target).
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, case, select, tuple_, update
+from sqlalchemy import ColumnElement, case, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier.channels import Channel, PermanentDeliveryError, RateLimited
@@ -275,13 +275,6 @@ class DeliverySender:
             return
         mine = (d.c.id == c.id, d.c.attempts == c.attempts)
         unsent = d.c.status.in_(("claimed", "sending"))
-        if o.kind == "rate_limited" and self._limited_too_long(c, now):
-            hours = self.settings.notifier_rate_limited_give_up_hours
-            o = Outcome(
-                "permanent",
-                f"{o.detail}; still rate limited {hours:g} h after the alert was raised: given up",
-                "rate limited for too long",
-            )
         async with unit_of_work(self.engine) as session:
             if o.kind == "sent":  # even when a sibling presumed this sender dead: it was sent
                 await session.execute(
@@ -299,18 +292,33 @@ class DeliverySender:
                 return
             if o.kind == "rate_limited":
                 due = now + timedelta(seconds=o.retry_after)
-                detail = f"{o.detail}; retry after {o.retry_after:g} s"
-                await session.execute(
-                    update(d)
-                    .where(*mine, unsent)
-                    .values(
-                        status="pending",
-                        attempts=d.c.attempts - 1,
-                        next_attempt_at=due,
-                        detail=detail,
-                        updated_at=now,
+                give_up = timedelta(hours=self.settings.notifier_rate_limited_give_up_hours)
+                since = (
+                    await session.execute(
+                        update(d)
+                        .where(*mine, unsent)
+                        .values(rate_limited_since=func.coalesce(d.c.rate_limited_since, now))
+                        .returning(d.c.rate_limited_since)
                     )
-                )
+                ).scalar_one_or_none()
+                if since is not None and now - since > give_up:
+                    o = Outcome(  # the channel limits it for good: a person has to look (reported below)
+                        "permanent",
+                        f"{o.detail}; rate limited since {since:%Y-%m-%d %H:%M} UTC: given up",
+                        "rate limited for too long",
+                    )
+                else:
+                    await session.execute(
+                        update(d)
+                        .where(*mine, unsent)
+                        .values(
+                            status="pending",
+                            attempts=d.c.attempts - 1,
+                            next_attempt_at=due,
+                            detail=f"{o.detail}; retry after {o.retry_after:g} s",
+                            updated_at=now,
+                        )
+                    )
                 await session.execute(  # the provider limits the target, not this one message
                     update(d)
                     .where(
@@ -321,7 +329,8 @@ class DeliverySender:
                     )
                     .values(next_attempt_at=due)
                 )
-                return
+                if o.kind == "rate_limited":
+                    return
             final = o.kind == "permanent" or c.attempts >= self.settings.notifier_max_attempts
             due_at = None if final else now + timedelta(seconds=backoff(c.attempts, self.settings))
             await session.execute(
@@ -356,16 +365,6 @@ class DeliverySender:
                 o.reason,
                 due_at.isoformat() if due_at else None,
             )
-
-    def _limited_too_long(self, c: Claimed, now: datetime) -> bool:
-        """Raised (the envelope's ``occurred_at``) longer ago than the give-up time."""
-        try:
-            raised = datetime.fromisoformat(str(c.envelope.get("occurred_at")))
-        except ValueError:
-            return False
-        if raised.tzinfo is None:
-            raised = raised.replace(tzinfo=UTC)
-        return now - raised > timedelta(hours=self.settings.notifier_rate_limited_give_up_hours)
 
     async def _send(self, c: Claimed) -> None:
         try:

@@ -365,3 +365,15 @@ def test_fhir_bundle_says_what_it_did_not_read() -> None:
     assert other.message.endswith("Organization 1, Patient 1") and other.message.startswith("2 entries")
     odd = parse(json.dumps({"resourceType": "Bundle", "entry": {"resource": {}}}).encode())
     assert {"entry_not_list", "no_claims"} <= set(codes(odd))
+
+
+def test_fhir_bundle_warnings_stay_small_for_a_hostile_bundle() -> None:
+    import json
+
+    junk = [0] * 50_000 + [{"resource": {"resourceType": f"Kind{i}"}} for i in range(500)]
+    r = parse(json.dumps({"resourceType": "Bundle", "entry": junk}).encode())
+    unreadable = [w for w in r.warnings if w.code == "entry_unreadable"]
+    assert len(unreadable) == 11 and unreadable[-1].message.startswith("49990 more entries")
+    (other,) = [w for w in r.warnings if w.code == "other_resources"]
+    assert other.message.startswith("500 entries") and other.message.endswith("and 490 other types")
+    assert len(other.message) < 400

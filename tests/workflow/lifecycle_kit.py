@@ -33,7 +33,6 @@ from services.negotiation.workflows import OpenNegotiationWorkflow
 from shared.events import ClaimAdjudicated, ClaimLine
 from shared.rules.calendar import Closure, Extension, Overrides, federal_calendar
 from shared.settings import Settings
-from shared.temporal import workflow_runner
 
 CAL = federal_calendar()
 NY = ZoneInfo("America/New_York")
@@ -126,23 +125,20 @@ def no_new_patches(_: PatchActivationInput) -> bool:
 @asynccontextmanager
 async def workers(env: WorkflowEnvironment, rec: Recorder, *, patches: bool = True) -> AsyncIterator[None]:
     """Workers for the claim (and batch) and negotiation task queues; ``patches=False``: new workflows
-    run the code paths of the previous release (``no_new_patches``)."""
+    run the code paths of the previous release (``no_new_patches``). The strict default sandbox, not
+    the services' ``workflow_runner``: it re-imports the workflow modules per workflow with the
+    standard library's non-deterministic calls restricted, so a ``datetime.now()`` slipped into
+    workflow code fails these tests."""
     fan_out = DisputeActivities(engine=None, settings=Settings(), calendar=CAL, client=env.client)  # type: ignore[arg-type]
     async with (
         Worker(
             env.client,
             task_queue=QUEUE,
             workflows=[ClaimLifecycleWorkflow, IdrBatchWorkflow],
-            workflow_runner=workflow_runner(ClaimLifecycleWorkflow.__module__, IdrBatchWorkflow.__module__),
             activities=[*rec.activities(), fan_out.fan_out_update],
             patch_activation_callback=None if patches else no_new_patches,
         ),
-        Worker(
-            env.client,
-            task_queue="negotiation",
-            workflows=[OpenNegotiationWorkflow],
-            workflow_runner=workflow_runner(OpenNegotiationWorkflow.__module__),
-        ),
+        Worker(env.client, task_queue="negotiation", workflows=[OpenNegotiationWorkflow]),
     ):
         yield
 

@@ -16,7 +16,7 @@ from services.dispute.clock import reminder_offset
 from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput
 from services.dispute.workflows import ClaimLifecycleWorkflow
 from shared.events import ClaimAdjudicated
-from tests.workflow.lifecycle_kit import CAL, NY, QUEUE, Recorder
+from tests.workflow.lifecycle_kit import CAL, NY, QUEUE, Recorder, workers
 from tests.workflow.lifecycle_kit import facts as kit_facts
 
 
@@ -118,3 +118,60 @@ async def test_a_newer_claim_event_replans_the_clock_and_a_repeat_is_ignored(
     assert status.event_sequence == 2
     assert status.deadlines["open_negotiation_initiation_deadline"].due_on == due
     assert {a.deadline.due_on for a in rec.alerts} == {due}
+
+
+async def _arrives_at_7_with_a_reminder_due_today(
+    env: WorkflowEnvironment, rec: Recorder
+) -> tuple[date, datetime]:
+    """A claim that arrives at 07:00 New York on a business day whose 2-days-before reminder is due
+    at 09:00 (less its spread); its 5-days-before reminder was due days ago. Returns (that day, the
+    arrival instant); the claim runs to its end."""
+    now = await env.get_current_time()
+    today = next_business_day(now)
+    arrival = datetime.combine(today, time(7), tzinfo=NY)
+    await env.sleep(arrival - now)
+    received = today
+    while CAL.business_days_between(today, CAL.business_day_beginning(received, 30)) > 2:
+        received -= timedelta(days=1)
+    assert CAL.business_days_between(today, CAL.business_day_beginning(received, 30)) == 2
+    handle = await start(env.client, "C-7", facts("C-7", received))
+    await handle.result()
+    return today, arrival
+
+
+async def test_a_late_claim_whose_next_reminder_is_due_later_that_day_gets_only_that_reminder(
+    env: WorkflowEnvironment, rec: Recorder
+) -> None:
+    today, _ = await _arrives_at_7_with_a_reminder_due_today(env, rec)
+    on_the_day = [a for a in rec.alerts if a.as_of.astimezone(NY).date() == today]
+    assert [a.kind for a in on_the_day] == ["reminder-2"]  # no catch-up at 07:00 reading the same
+    assert time(8, 30) <= on_the_day[0].as_of.astimezone(NY).time() <= time(9)
+    assert [a.kind for a in rec.alerts if not a.missed] == ["reminder-2", "reminder-1", "reminder-0"]
+
+
+async def test_the_previous_release_sent_the_same_day_catch_up(env: WorkflowEnvironment) -> None:
+    """Claims started before the change keep what their history recorded (workflow.patched)."""
+    rec = Recorder()
+    async with workers(env, rec, patches=False):
+        today, arrival = await _arrives_at_7_with_a_reminder_due_today(env, rec)
+    on_the_day = [a for a in rec.alerts if a.as_of.astimezone(NY).date() == today]
+    assert [a.kind for a in on_the_day] == ["reminder-5", "reminder-2"]
+    assert on_the_day[0].as_of - arrival < timedelta(minutes=1)
+
+
+def test_a_catch_up_is_kept_when_the_later_reminder_is_not_a_near_repeat() -> None:
+    """Kept when the day's reminder fires after the deadline's cut-off, more than 12 hours later, or on
+    another day (these cases decide without consulting the workflow's patch)."""
+    from services.dispute.clock import ClaimClock
+    from services.dispute.schemas import ReminderPlan
+
+    now = datetime(2026, 12, 3, 5, 30, tzinfo=UTC)  # 00:30 New York
+
+    def at(hours: float) -> ReminderPlan:
+        return ReminderPlan(deadline="d", business_days_before=0, fire_at=now + timedelta(hours=hours))
+
+    later_today = ClaimClock._reminder_later_today
+    assert not later_today([at(8)], now, due_at=now + timedelta(hours=7))  # after the cut-off
+    assert not later_today([at(13)], now, due_at=now + timedelta(hours=20))  # 13 hours on
+    assert not later_today([at(24)], now, due_at=now + timedelta(hours=30))  # tomorrow
+    assert not later_today([at(-1)], now, due_at=now + timedelta(hours=30))  # already due

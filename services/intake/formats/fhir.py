@@ -340,6 +340,9 @@ def _claim(
     )
 
 
+_NAMED = 10  # entries or resource types named one by one in a warning; the rest counted
+
+
 def parse_fhir(doc: dict[str, Any], *, check_profile: bool = False) -> ParseResult:
     result = ParseResult(format="fhir-eob", version="R4")
     kind = doc.get("resourceType")
@@ -362,12 +365,11 @@ def parse_fhir(doc: dict[str, Any], *, check_profile: bool = False) -> ParseResu
         entries = []
     resources: dict[str, dict[str, Any]] = {}
     others: Counter[str] = Counter()
+    unreadable: list[int] = []
     for k, e in enumerate(entries):
         r = e.get("resource") if isinstance(e, dict) else None
         if not isinstance(r, dict):
-            result.warnings.append(
-                ParseWarning("entry_unreadable", "an entry without a resource object", f"$.entry[{k}]")
-            )
+            unreadable.append(k)
             continue
         if r.get("resourceType") != "ExplanationOfBenefit":
             others[str(r.get("resourceType"))[:40]] += 1
@@ -388,9 +390,19 @@ def parse_fhir(doc: dict[str, Any], *, check_profile: bool = False) -> ParseResu
             result.warnings.append(ParseWarning("not_r4", f"EOB skipped, not FHIR R4: {reason}", where))
             continue
         result.claims.append(_claim(r, where, resolver, result.warnings, check_profile))
+    for k in unreadable[:_NAMED]:  # the first few by path, then how many more
+        result.warnings.append(
+            ParseWarning("entry_unreadable", "an entry without a resource object", f"$.entry[{k}]")
+        )
+    if len(unreadable) > _NAMED:
+        more = f"{len(unreadable) - _NAMED} more entries without a resource object"
+        result.warnings.append(ParseWarning("entry_unreadable", more, "$.entry"))
     if others:
         n = others.total()
-        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(others.items()))
+        named = sorted(others.items(), key=lambda kc: (-kc[1], kc[0]))
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(named[:_NAMED]))
+        if len(named) > _NAMED:
+            kinds += f" and {len(named) - _NAMED} other types"
         what = (
             "1 entry is not an ExplanationOfBenefit"
             if n == 1
