@@ -25,42 +25,39 @@ Benchmarks on a shared machine are noisy: the subjects are interleaved and the m
 
 from __future__ import annotations
 
-from temporalio import workflow
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import tempfile
+import time as clock
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
-with workflow.unsafe.imports_passed_through():  # the sandbox re-imports nothing of this module's
-    import argparse
-    import asyncio
-    import os
-    import shutil
-    import statistics
-    import tempfile
-    import time as clock
-    import uuid
-    from collections.abc import Awaitable, Callable, Sequence
-    from datetime import UTC, date, datetime, timedelta
-    from decimal import Decimal
-    from functools import partial
-    from pathlib import Path
-    from zoneinfo import ZoneInfo
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.worker import PatchActivationInput, Worker
 
-    from rich.console import Console
-    from rich.table import Table
-    from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-    from temporalio import activity
-    from temporalio.client import Client
-    from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-    from temporalio.worker import PatchActivationInput, Worker
-
-    from bench.trivial_workflow import TrivialWorkflow
-    from deploy.migrate import upgrade
-    from deploy.servers import EmbeddedPostgres, free_port, spawn, stop_process, temporal_argv, wait_for_port
-    from services.dispute.activities import DisputeActivities
-    from services.dispute.schemas import AlertRequest, ClaimEventSignal, ClaimLifecycleInput
-    from services.dispute.worker import WORKFLOWS
-    from shared.events import ClaimAdjudicated, ClaimLine
-    from shared.rules.calendar import federal_calendar
-    from shared.settings import Settings
-    from shared.temporal import IDR_CLAIM_ID, IDR_PAYER, IDR_STAGE, IDR_TENANT, converter_for, workflow_runner
+from bench.trivial_workflow import TrivialWorkflow
+from deploy.migrate import upgrade
+from deploy.servers import EmbeddedPostgres, free_port, spawn, stop_process, temporal_argv, wait_for_port
+from services.dispute.activities import DisputeActivities
+from services.dispute.schemas import AlertRequest, ClaimEventSignal, ClaimLifecycleInput
+from services.dispute.worker import WORKFLOWS
+from shared.events import ClaimAdjudicated, ClaimLine
+from shared.rules.calendar import federal_calendar
+from shared.settings import Settings
+from shared.temporal import IDR_CLAIM_ID, IDR_PAYER, IDR_STAGE, IDR_TENANT, converter_for, workflow_runner
 
 QUEUE = "dispute-bench"
 NY = ZoneInfo("America/New_York")
@@ -204,7 +201,7 @@ class Bench:
             self.client,
             task_queue=QUEUE,
             workflows=[*WORKFLOWS, TrivialWorkflow],
-            workflow_runner=workflow_runner(*{w.__module__ for w in (*WORKFLOWS, TrivialWorkflow)}),
+            workflow_runner=workflow_runner(*WORKFLOWS, TrivialWorkflow),
             activities=[acts.plan_deadlines, acts.record_claim, emit_alert, acts.fan_out_update, noop],
             max_cached_workflows=self.settings.worker_max_cached_workflows,
             patch_activation_callback=None if patches else no_new_patches,

@@ -215,8 +215,8 @@ async def query_workflow(client: Client, workflow_id: str, query: str, result_ty
         raise
 
 
-def workflow_runner(*workflow_modules: str) -> SandboxedWorkflowRunner:
-    """The workflow sandbox, with the modules that define the workflows passed through.
+def workflow_runner(*workflows: type) -> SandboxedWorkflowRunner:
+    """The workflow sandbox, with the modules that define ``workflows`` passed through.
 
     By default the sandbox imports a workflow's module afresh for every workflow it starts or
     replays (so module state cannot leak between runs): that re-ran ``@workflow.defn`` over the
@@ -228,5 +228,6 @@ def workflow_runner(*workflow_modules: str) -> SandboxedWorkflowRunner:
     standard library, so the sandbox no longer stops a ``datetime.now()`` or ``random`` written in
     the workflow modules themselves. The workflow tests (``tests/workflow``) and the replay tests
     run on the strict default sandbox, which does."""
-    restrictions = SandboxRestrictions.default.with_passthrough_modules(*workflow_modules)
+    modules = {w.__module__ for w in workflows}
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*modules)
     return SandboxedWorkflowRunner(restrictions=restrictions)

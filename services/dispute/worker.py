@@ -22,7 +22,7 @@ def build_worker(client: Client, engine: AsyncEngine, settings: Settings) -> Wor
         client,
         task_queue=settings.dispute_task_queue,
         workflows=WORKFLOWS,
-        workflow_runner=workflow_runner(*{w.__module__ for w in WORKFLOWS}),
+        workflow_runner=workflow_runner(*WORKFLOWS),
         activities=acts.all(),
         interceptors=worker_interceptors(client),
         max_cached_workflows=settings.worker_max_cached_workflows,

@@ -16,6 +16,6 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         client,
         task_queue=settings.negotiation_task_queue,
         workflows=[OpenNegotiationWorkflow],
-        workflow_runner=workflow_runner(OpenNegotiationWorkflow.__module__),
+        workflow_runner=workflow_runner(OpenNegotiationWorkflow),
         interceptors=worker_interceptors(client),
     )

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, case, func, select, tuple_, update
+from sqlalchemy import ColumnElement, case, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier.channels import Channel, PermanentDeliveryError, RateLimited
@@ -95,6 +95,7 @@ class Claimed:
     target: str
     attempts: int
     envelope: dict[str, Any]
+    rate_limited_since: datetime | None = None  # the channel's first 429 for it
 
     @property
     def key(self) -> tuple[str, str]:
@@ -220,6 +221,7 @@ class DeliverySender:
                     d.c.target,
                     d.c.attempts,
                     d.c.envelope,
+                    d.c.rate_limited_since,
                 )
             )
             rows = (await session.execute(stmt)).all()
@@ -292,16 +294,8 @@ class DeliverySender:
                 return
             if o.kind == "rate_limited":
                 due = now + timedelta(seconds=o.retry_after)
-                give_up = timedelta(hours=self.settings.notifier_rate_limited_give_up_hours)
-                since = (
-                    await session.execute(
-                        update(d)
-                        .where(*mine, unsent)
-                        .values(rate_limited_since=func.coalesce(d.c.rate_limited_since, now))
-                        .returning(d.c.rate_limited_since)
-                    )
-                ).scalar_one_or_none()
-                if since is not None and now - since > give_up:
+                since = c.rate_limited_since or now
+                if now - since > timedelta(hours=self.settings.notifier_rate_limited_give_up_hours):
                     o = Outcome(  # the channel limits it for good: a person has to look (reported below)
                         "permanent",
                         f"{o.detail}; rate limited since {since:%Y-%m-%d %H:%M} UTC: given up",
@@ -316,6 +310,7 @@ class DeliverySender:
                             attempts=d.c.attempts - 1,
                             next_attempt_at=due,
                             detail=f"{o.detail}; retry after {o.retry_after:g} s",
+                            rate_limited_since=since,
                             updated_at=now,
                         )
                     )
