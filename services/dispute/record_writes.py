@@ -4,12 +4,14 @@ rows that announce it, in the caller's transaction; a claim's late or refused ev
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, select, update
+from sqlalchemy import Boolean, Table, and_, bindparam, delete, literal_column, select, update
 from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from services.dispute.models import (
     claim_actions,
@@ -22,7 +24,7 @@ from services.dispute.models import (
 )
 from services.dispute.schemas import RecordRequest
 from shared.events import Envelope, topic_for
-from shared.kafka.outbox import add_to_outbox
+from shared.kafka.outbox import add_many_to_outbox
 from shared.settings import get_settings
 
 
@@ -41,6 +43,19 @@ def _upsert(table: Table, keys: tuple[str, ...]) -> Insert:
         index_elements=[table.c[k] for k in keys],
         set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in keys},
     )
+
+
+@cache
+def _upsert_claim(columns: tuple[str, ...]) -> ReturningInsert[tuple[bool]]:
+    """The claim row's upsert: ``columns`` follow the newer write (``record_seq``), the key, workflow
+    id and creation time stay; returns a row only when it wrote, with ``inserted`` true for a claim
+    new to the record (PostgreSQL's ``xmax`` is 0 for a row this statement inserted)."""
+    stmt = pg_insert(claims)
+    return stmt.on_conflict_do_update(
+        index_elements=[claims.c.tenant_id, claims.c.claim_id],
+        set_={c: stmt.excluded[c] for c in columns},
+        where=claims.c.record_seq < stmt.excluded.record_seq,
+    ).returning(literal_column("xmax = 0", Boolean).label("inserted"))
 
 
 _UPSERT_LINE = _upsert(claim_lines, ("tenant_id", "claim_id", "line_number"))
@@ -97,22 +112,20 @@ async def write_record(session: AsyncSession, req: RecordRequest) -> int:
         "updated_at": req.at,
         "closed_at": req.at if req.final else None,
     }
-    stmt = pg_insert(claims).values(
-        tenant_id=req.tenant_id,
-        claim_id=req.claim_id,
-        workflow_id=f"claim:{req.tenant_id}:{req.claim_id}",
-        created_at=req.at,
-        **row,
-    )
-    result = await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[claims.c.tenant_id, claims.c.claim_id],
-            set_=row,
-            where=claims.c.record_seq < stmt.excluded.record_seq,
+    written = (
+        await session.execute(
+            _upsert_claim(tuple(row)),
+            {
+                "tenant_id": req.tenant_id,
+                "claim_id": req.claim_id,
+                "workflow_id": f"claim:{req.tenant_id}:{req.claim_id}",
+                "created_at": req.at,
+                **row,
+            },
         )
-    )
+    ).first()
     key = {"tenant_id": req.tenant_id, "claim_id": req.claim_id}
-    if getattr(result, "rowcount", 0):  # the newest write: lines and deadlines in force follow it
+    if written is not None:  # the newest write: lines and deadlines in force follow it
         by_number = {x.line_number: x for x in req.lines}
         line_rows = []
         for line in lines:
@@ -136,14 +149,15 @@ async def write_record(session: AsyncSession, req: RecordRequest) -> int:
             )
         if line_rows:
             await session.execute(_UPSERT_LINE, line_rows)
-        await session.execute(
-            delete(claim_lines).where(
-                claim_lines.c.tenant_id == req.tenant_id,
-                claim_lines.c.claim_id == req.claim_id,
-                claim_lines.c.line_number.not_in([line.line_number for line in lines] or [-1]),
+        if not written.inserted:  # a claim new to the record has no lines or deadlines before these
+            await session.execute(
+                delete(claim_lines).where(
+                    claim_lines.c.tenant_id == req.tenant_id,
+                    claim_lines.c.claim_id == req.claim_id,
+                    claim_lines.c.line_number.not_in([line.line_number for line in lines] or [-1]),
+                )
             )
-        )
-        await _write_deadlines(session, req)
+        await _write_deadlines(session, req, first=written.inserted)
     if req.transitions:
         await session.execute(
             _INSERT_TRANSITION,
@@ -179,6 +193,7 @@ async def write_record(session: AsyncSession, req: RecordRequest) -> int:
             ],
         )
     alerts_topic = get_settings().topic_alerts
+    envelopes = []
     for e in req.events:
         envelope = Envelope(
             event_id=e.event_id,
@@ -190,23 +205,29 @@ async def write_record(session: AsyncSession, req: RecordRequest) -> int:
             payload=e.payload,
         )
         envelope.parse_payload()  # refuse a payload that does not match its event model
-        await add_to_outbox(session, outbox, envelope)
+        envelopes.append(envelope)
         if topic_for(e.event_type) == alerts_topic:
             kind = "correction-rejected" if e.event_type == "ClaimCorrectionRejected" else e.event_type
             await write_alert(session, envelope, kind=kind, summary=str(e.payload.get("reason", "")))
+    await add_many_to_outbox(session, outbox, envelopes)
     return req.record_seq
 
 
-async def _write_deadlines(session: AsyncSession, req: RecordRequest) -> None:
-    """Every deadline planned stays on record; the ones no longer in force are marked superseded."""
+async def _write_deadlines(session: AsyncSession, req: RecordRequest, *, first: bool) -> None:
+    """Every deadline planned stays on record; the ones no longer in force are marked superseded
+    (``first``: the claim is new to the record, nothing is in force yet)."""
     table = claim_deadlines
     mine = and_(table.c.tenant_id == req.tenant_id, table.c.claim_id == req.claim_id)
     current = {(d.name, d.due_on) for d in req.deadlines}
     in_force = (
-        await session.execute(
-            select(table.c.name, table.c.due_on).where(mine, table.c.superseded_at.is_(None))
-        )
-    ).all()
+        []
+        if first
+        else (
+            await session.execute(
+                select(table.c.name, table.c.due_on).where(mine, table.c.superseded_at.is_(None))
+            )
+        ).all()
+    )
     stale = [(r.name, r.due_on) for r in in_force if (r.name, r.due_on) not in current]
     if stale:
         await session.execute(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -57,6 +58,14 @@ class EmailChannel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._local_hostname: str | None = None
+
+    async def local_hostname(self) -> str:
+        """This host's name for EHLO, looked up once (aiosmtplib looks it up, in a thread, on every
+        connection: a DNS query per email during a burst)."""
+        if self._local_hostname is None:
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+        return self._local_hostname
 
     async def send(self, target: str, message: AlertMessage, commit: Commit | None = None) -> str:
         return await self.send_email(
@@ -104,6 +113,7 @@ class EmailChannel:
                     password=s.smtp_password,
                     start_tls=s.smtp_start_tls,
                     timeout=s.smtp_timeout_seconds,
+                    local_hostname=await self.local_hostname(),
                 )
                 async with smtp:  # connected, EHLO, STARTTLS and login as configured
                     await smtp.mail(parseaddr(s.email_from)[1])

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -38,7 +40,7 @@ from aiokafka.errors import (
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import Table, and_, delete, exists, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import unit_of_work
@@ -66,21 +68,33 @@ class BrokerUnavailable(Exception):
     """No row could be published and the broker does not answer: back off, charge no row."""
 
 
+def _outbox_row(envelope: Envelope) -> dict[str, Any]:
+    return {
+        "event_id": envelope.event_id,
+        "topic": topic_for(envelope.event_type),
+        "message_key": f"{envelope.tenant_id}:{envelope.claim_id}",
+        "event_type": envelope.event_type,
+        "tenant_id": envelope.tenant_id,
+        "envelope": with_trace_headers(envelope.model_dump(mode="json")),
+    }
+
+
+@cache
+def _insert_rows(outbox: Table) -> Insert:
+    """The outbox's insert of one row per parameter set, an event already there skipped: made once."""
+    return insert(outbox).on_conflict_do_nothing(index_elements=[outbox.c.event_id])
+
+
+async def add_many_to_outbox(session: AsyncSession, outbox: Table, envelopes: Sequence[Envelope]) -> None:
+    """Stage several events in the caller's transaction with one statement (those already there are
+    skipped)."""
+    if envelopes:
+        await session.execute(_insert_rows(outbox), [_outbox_row(e) for e in envelopes])
+
+
 async def add_to_outbox(session: AsyncSession, outbox: Table, envelope: Envelope) -> bool:
     """Stage an event in the caller's transaction. Returns False when that event id is already there."""
-    stmt = (
-        insert(outbox)
-        .values(
-            event_id=envelope.event_id,
-            topic=topic_for(envelope.event_type),
-            message_key=f"{envelope.tenant_id}:{envelope.claim_id}",
-            event_type=envelope.event_type,
-            tenant_id=envelope.tenant_id,
-            envelope=with_trace_headers(envelope.model_dump(mode="json")),
-        )
-        .on_conflict_do_nothing(index_elements=[outbox.c.event_id])
-    )
-    result = await session.execute(stmt)
+    result = await session.execute(_insert_rows(outbox), _outbox_row(envelope))
     return bool(getattr(result, "rowcount", 0))
 
 

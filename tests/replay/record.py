@@ -11,7 +11,8 @@ arrived. ``--no-patches`` records the paths of before every ``workflow.patched``
 activation switch).
 
 Tags so far: none (the release before issue 12), ``local_plan`` (planning and the record as local
-activities, the first pass planned once, reminders spread before the reminder time).
+activities, the first pass planned once, reminders spread before the reminder time), ``local_alert``
+(each alert staged by a local activity in the workflow task its timer wakes).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def history(name: str) -> WorkflowHistory:
 
 
 # each release's code path, recorded by tests/replay/record.py --tag (none: the release before issue 12)
-TAGS = ("", "__local_plan")
+TAGS = ("", "__local_plan", "__local_alert")
 PATHS = ("claim_forfeited", "claim_settled", "claim_paid_after_escalation")
 
 
@@ -83,6 +83,37 @@ def test_the_first_pass_is_one_workflow_task_with_local_plan(name: str) -> None:
     assert events < old[0]
 
 
+def alert_steps(name: str) -> tuple[int, int, int]:
+    """A whole history: alerts staged by a regular activity, local activity markers, workflow tasks."""
+    events = list(history(name).events)
+    activities = sum(
+        1
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "emit_alert"
+    )
+    local = sum(
+        1
+        for e in events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    )
+    tasks = sum(1 for e in events if e.HasField("workflow_task_completed_event_attributes"))
+    return activities, local, tasks
+
+
+@pytest.mark.parametrize("name", ["claim_forfeited", "claim_paid_after_escalation"])
+def test_alerts_are_local_activities_in_the_task_their_timer_wakes(name: str) -> None:
+    """Before the patch each alert was an activity (a workflow task to schedule it, an activity task,
+    a workflow task for its result); patched, it runs in the workflow task its timer wakes, its result
+    kept in history as a marker, and the claim sends the same alerts."""
+    old_alerts, old_local, old_tasks = alert_steps(f"{name}__local_plan")
+    new_alerts, new_local, new_tasks = alert_steps(f"{name}__local_alert")
+    assert old_alerts >= 2 and new_alerts == 0
+    assert new_local == old_local + old_alerts
+    assert new_tasks <= old_tasks - old_alerts
+
+
 @pytest.mark.parametrize("tag", TAGS)
 def test_the_continue_as_new_histories_are_one_run_and_the_next(tag: str) -> None:
     first, after = history(f"claim_continued_as_new{tag}"), history(f"claim_after_continue_as_new{tag}")
@@ -119,6 +150,7 @@ class SleepsFirst(ClaimLifecycleWorkflow):
         "claim_after_continue_as_new",
         "claim_paid_after_escalation__local_plan",
         "claim_after_continue_as_new__local_plan",
+        "claim_paid_after_escalation__local_alert",
     ],
 )
 async def test_a_changed_workflow_does_not_replay(name: str) -> None:
