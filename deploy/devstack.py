@@ -50,6 +50,9 @@ class StackBusy(RuntimeError):
     """Another live runner owns this stack directory."""
 
 
+LOCAL_KAFKA_SESSION_TIMEOUT_MS = 4000
+
+
 @dataclass
 class Ports:
     postgres: int = 55432
@@ -116,6 +119,11 @@ class Stack:
                 "IDRFLOW_PAYLOAD_KEYS": self.payload_keys(),
             }
         )
+        if "KAFKA_BOOTSTRAP_SERVERS" not in self.external:
+            # the local broker keeps a stopped consumer in its group until its session expires (a
+            # restarted dispute service waited about 19 s for its partitions with 10 s, 3 s with 4 s);
+            # a real Kafka cluster refuses less than 6 s (group.min.session.timeout.ms)
+            env["IDRFLOW_KAFKA_SESSION_TIMEOUT_MS"] = str(LOCAL_KAFKA_SESSION_TIMEOUT_MS)
         if self.ports.temporal_ui:  # the UI's pages call the codec server from the browser
             ui = self.ports.temporal_ui
             env["IDRFLOW_CODEC_CORS_ORIGINS"] = json.dumps(

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # The local tansu broker refuses idempotent producers; switch this on for real Kafka.
     kafka_enable_idempotence: bool = False
     kafka_topic_partitions: int = 3
+    # a consumer that stops without leaving its group (killed, or a broker that ignores LeaveGroup)
+    # holds its partitions this long: its replacement waits for it after a restart
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000, le=300_000)
+    kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100, le=100_000)
 
     # task queues
     dispute_task_queue: str = "dispute"

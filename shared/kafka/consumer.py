@@ -331,6 +331,10 @@ async def run_consumer(
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=min(
+                settings.kafka_heartbeat_interval_ms, settings.kafka_session_timeout_ms // 3
+            ),
         )
         producer = make_producer(settings)
         retrying: dict[TopicPartition, _Retry] = {}
