@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.notifier.channels import EmailChannel, close_channels, default_channels
+from services.notifier.channels import close_channels, default_channels
 from services.notifier.consumer import CONSUMER, NOTICE_CONSUMER, AlertHandler, NoticeHandler
 from services.notifier.models import deliveries, inbox, outbox
 from services.notifier.routes import router
@@ -26,8 +26,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     engine = get_engine()
     channels = default_channels(settings)
-    email = channels["email"]
-    assert isinstance(email, EmailChannel)
     sender = DeliverySender(engine, settings, channels)
     try:
         async with (
@@ -44,7 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 topic=settings.topic_notices,
                 group_id=NOTICE_CONSUMER,
                 inbox=inbox,
-                handler=NoticeHandler(engine, email),
+                handler=NoticeHandler(on_commit=sender.wake),
                 engine=engine,
                 settings=settings,
             ),

@@ -1,5 +1,7 @@
-"""The notifier's sender: sends the deliveries the alert consumer recorded, from a durable schedule
-(the ``deliveries`` rows themselves: ``status``, ``attempts``, ``next_attempt_at``).
+"""The notifier's sender: sends the deliveries the alert and notice consumers recorded, from a
+durable schedule (the ``deliveries`` rows themselves: ``status``, ``attempts``, ``next_attempt_at``;
+outcomes are written by :mod:`services.notifier.outcomes`, a notice's email by
+:mod:`services.notifier.notices`).
 
 - A pass claims due ``pending`` rows with ``FOR UPDATE SKIP LOCKED`` (several notifiers may run),
   at most ``notifier_per_target_concurrency`` in flight per (channel, target) in this process (a
@@ -29,20 +31,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, case, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier.channels import Channel, PermanentDeliveryError, RateLimited
 from services.notifier.models import deliveries
+from services.notifier.notices import NOTICE, send_notice
+from services.notifier.outcomes import Claimed, Outcome, record_outcome
 from services.notifier.service import render_alert
 from shared.db import unit_of_work
 from shared.events import Envelope
@@ -53,7 +53,6 @@ from shared.tracing import delivery_span
 
 log = logging.getLogger(__name__)
 
-_jitter = random.SystemRandom()
 _RECOVERY_INTERVAL_SECONDS = 5.0
 UNCONFIRMED = (
     "the notifier stopped after calling the channel and before recording its answer; "
@@ -74,40 +73,6 @@ def claim_lease(settings: Settings, channel: str) -> timedelta:
     """How long a ``sending`` row belongs to its sender: the call's bound plus time to record the
     answer. A row still ``sending`` past that was claimed by a sender that died (or froze)."""
     return timedelta(seconds=send_deadline(settings, channel) + 10.0)
-
-
-def backoff(attempts: int, settings: Settings) -> float:
-    """``base * 2**(attempts-1)``, at most ``cap``, with equal jitter (half fixed, half random)."""
-    delay = min(
-        settings.notifier_retry_cap_seconds,
-        settings.notifier_retry_base_seconds * 2 ** min(max(attempts, 1) - 1, 30),
-    )
-    return float(delay / 2 + _jitter.uniform(0, delay / 2))
-
-
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    event_id: uuid.UUID
-    tenant_id: str
-    claim_id: str
-    channel: str
-    target: str
-    attempts: int
-    envelope: dict[str, Any]
-    rate_limited_since: datetime | None = None  # the channel's first 429 for it
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.channel, self.target)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    kind: Literal["sent", "rate_limited", "permanent", "retry", "lost"]
-    detail: str  # stored on the row (the tenant sees it in GET /v1/deliveries)
-    reason: str = ""  # safe for logs: no target, no message text
-    retry_after: float = 0.0
 
 
 class LeaseLost(Exception):
@@ -235,7 +200,8 @@ class DeliverySender:
             return Outcome("permanent", f"no channel {c.channel!r} in this notifier", "unknown channel")
         try:
             envelope, _ = split_trace_headers(c.envelope)
-            message = render_alert(Envelope.model_validate(envelope), self.settings)
+            env = Envelope.model_validate(envelope)
+            message = None if env.event_type == NOTICE else render_alert(env, self.settings)
         except Exception as exc:
             reason = f"the alert cannot be rendered ({type(exc).__name__})"
             return Outcome("permanent", reason, reason)
@@ -257,7 +223,10 @@ class DeliverySender:
         try:
             with delivery_span(c.envelope, c.channel):
                 async with asyncio.timeout(deadline):
-                    provider_id = await channel.send(c.target, message, commit)
+                    if message is None:
+                        provider_id = await send_notice(channel, env, c.target, commit)
+                    else:
+                        provider_id = await channel.send(c.target, message, commit)
         except LeaseLost as exc:
             return Outcome("lost", str(exc), "claim lost")
         except RateLimited as exc:
@@ -270,103 +239,12 @@ class DeliverySender:
             return Outcome("retry", f"{type(exc).__name__}: {exc}"[:2000], type(exc).__name__)
         return Outcome("sent", provider_id)
 
-    async def _record(self, c: Claimed, o: Outcome) -> None:
-        d = deliveries
-        now = datetime.now(UTC)
-        if o.kind == "lost":  # another sender owns the row now
-            return
-        mine = (d.c.id == c.id, d.c.attempts == c.attempts)
-        unsent = d.c.status.in_(("claimed", "sending"))
-        async with unit_of_work(self.engine) as session:
-            if o.kind == "sent":  # even when a sibling presumed this sender dead: it was sent
-                await session.execute(
-                    update(d)
-                    .where(*mine, d.c.status.in_(("sending", "unconfirmed")))
-                    .values(
-                        status="sent",
-                        provider_message_id=o.detail[:300],
-                        detail=None,
-                        sent_at=now,
-                        next_attempt_at=None,
-                        updated_at=now,
-                    )
-                )
-                return
-            if o.kind == "rate_limited":
-                due = now + timedelta(seconds=o.retry_after)
-                since = c.rate_limited_since or now
-                if now - since > timedelta(hours=self.settings.notifier_rate_limited_give_up_hours):
-                    o = Outcome(  # the channel limits it for good: a person has to look (reported below)
-                        "permanent",
-                        f"{o.detail}; rate limited since {since:%Y-%m-%d %H:%M} UTC: given up",
-                        "rate limited for too long",
-                    )
-                else:
-                    await session.execute(
-                        update(d)
-                        .where(*mine, unsent)
-                        .values(
-                            status="pending",
-                            attempts=d.c.attempts - 1,
-                            next_attempt_at=due,
-                            detail=f"{o.detail}; retry after {o.retry_after:g} s",
-                            rate_limited_since=since,
-                            updated_at=now,
-                        )
-                    )
-                await session.execute(  # the provider limits the target, not this one message
-                    update(d)
-                    .where(
-                        d.c.channel == c.channel,
-                        d.c.target == c.target,
-                        d.c.status == "pending",
-                        d.c.next_attempt_at < due,
-                    )
-                    .values(next_attempt_at=due)
-                )
-                if o.kind == "rate_limited":
-                    return
-            final = o.kind == "permanent" or c.attempts >= self.settings.notifier_max_attempts
-            due_at = None if final else now + timedelta(seconds=backoff(c.attempts, self.settings))
-            await session.execute(
-                update(d)
-                .where(*mine, unsent)
-                .values(
-                    status="failed" if final else "pending",
-                    next_attempt_at=due_at,
-                    detail=o.detail,
-                    updated_at=now,
-                )
-            )
-        if final:
-            log.error(
-                "delivery %s of alert %s for tenant %s claim %s by %s failed for good after %d "
-                "attempt(s): %s",
-                c.id,
-                c.event_id,
-                c.tenant_id,
-                c.claim_id,
-                c.channel,
-                c.attempts,
-                o.reason,
-            )
-        else:
-            log.warning(
-                "delivery %s of alert %s by %s failed (attempt %d, %s); next attempt at %s",
-                c.id,
-                c.event_id,
-                c.channel,
-                c.attempts,
-                o.reason,
-                due_at.isoformat() if due_at else None,
-            )
-
     async def _send(self, c: Claimed) -> None:
         try:
             outcome = await self._call(c)
             for attempt in range(3):  # the database blinked: a row left `sending` would end unconfirmed
                 try:
-                    await self._record(c, outcome)
+                    await record_outcome(self.engine, self.settings, c, outcome)
                     break
                 except Exception as exc:
                     log.warning("delivery %s: could not record its outcome: %s", c.id, type(exc).__name__)

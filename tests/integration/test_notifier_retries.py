@@ -13,7 +13,8 @@ import pytest
 
 from deploy.devstack import Stack
 from services.notifier.channels import default_channels, retry_after_seconds
-from services.notifier.sender import DeliverySender, backoff
+from services.notifier.outcomes import backoff
+from services.notifier.sender import DeliverySender
 from shared.db import get_engine
 from shared.settings import Settings, get_settings
 from tests.integration.test_notifier_isolation import alert_for, delivery, record, tenant_with_slack, webhook

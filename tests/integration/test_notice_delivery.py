@@ -1,0 +1,141 @@
+"""Open negotiation notices go out from the delivery schedule: an SMTP outage delays a notice (it
+is retried with backoff, never dead-lettered) and its proof follows the one email that went out; a
+recipient the mail server refuses for good is proven ``failed`` with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import uuid
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from deploy.devstack import Stack
+from deploy.servers import free_port
+from services.notifier.channels import default_channels
+from services.notifier.consumer import NoticeHandler
+from services.notifier.models import deliveries, outbox
+from services.notifier.sender import DeliverySender
+from shared.db import get_engine, unit_of_work
+from shared.events import Envelope, OpenNegotiationNoticeIssued, deterministic_event_id
+from shared.settings import get_settings
+from tests.integration.test_notifier_isolation import delivery
+
+PDF = b"%PDF-1.4\n% a notice\n%%EOF\n"
+
+
+def notice_for(tenant: str, recipient: str = "idr@acme.example") -> Envelope:
+    return Envelope.wrap(
+        OpenNegotiationNoticeIssued(
+            notice_id=uuid.uuid4(),
+            recipient=recipient,
+            subject="Open Negotiation Notice: claim NOTICE-1",
+            html="<p>Open negotiation</p>",
+            pdf_base64=base64.b64encode(PDF).decode(),
+            pdf_sha256=hashlib.sha256(PDF).hexdigest(),
+        ),
+        tenant_id=tenant,
+        claim_id=f"NOTICE-{uuid.uuid4().hex[:6]}",
+    )
+
+
+async def consume(env: Envelope) -> None:
+    """What the notice consumer does with the event, without the broker."""
+    async with unit_of_work(get_engine()) as session:
+        await NoticeHandler()(session, env)
+
+
+async def proof_of(engine: AsyncEngine, env: Envelope) -> Any:
+    proof_id = deterministic_event_id(str(env.event_id), "delivered")
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(outbox.c.envelope).where(outbox.c.event_id == proof_id))
+        ).one_or_none()
+    return None if row is None else row.envelope["payload"]
+
+
+async def rows_of(engine: AsyncEngine, env: Envelope) -> int:
+    async with engine.connect() as conn:
+        return int(
+            (
+                await conn.execute(
+                    select(func.count()).select_from(deliveries).where(deliveries.c.event_id == env.event_id)
+                )
+            ).scalar_one()
+        )
+
+
+async def test_a_notice_waits_out_an_smtp_outage_and_its_proof_follows_the_one_email(stack: Stack) -> None:
+    assert stack.mail is not None
+    engine = get_engine()
+    settings = get_settings().model_copy(update={"notifier_retry_base_seconds": 0.2})
+    tenant = f"notice-{uuid.uuid4().hex[:6]}"
+    env = notice_for(tenant)
+    await consume(env)
+    await consume(env)  # the event again (a redelivery): still one delivery
+    assert await rows_of(engine, env) == 1
+
+    # the mail server is down: tried, due again later, nothing proven yet
+    down = settings.model_copy(update={"smtp_port": free_port()})
+    outage = DeliverySender(engine, down, default_channels(down), tenants=[tenant])
+    async with asyncio.timeout(30):
+        while (await delivery(engine, env.event_id)).attempts < 2:
+            await outage.run_once()
+            await asyncio.sleep(0.05)
+    row = await delivery(engine, env.event_id)
+    assert row.status == "pending" and row.attempts == 2 and "Connect" in row.detail
+    assert await proof_of(engine, env) is None
+
+    # the mail server is back: sent once, with its PDF, and proven with its Message-ID
+    sender = DeliverySender(engine, settings, default_channels(settings), tenants=[tenant])
+    async with asyncio.timeout(30):
+        while (await delivery(engine, env.event_id)).status != "sent":
+            await sender.run_once()
+            await asyncio.sleep(0.05)
+    assert await sender.run_once() == 0
+    mails = [m for m in stack.mail.messages if str(m["Message-ID"]) == f"<{env.event_id}@idrflow>"]
+    assert len(mails) == 1 and str(mails[0]["To"]) == "idr@acme.example"
+    attachments = list(mails[0].iter_attachments())
+    assert [a.get_content() for a in attachments] == [PDF]
+    proof = await proof_of(engine, env)
+    assert proof["status"] == "sent" and proof["message_id"] == str(mails[0]["Message-ID"])
+    assert proof["notice_id"] == str(env.payload["notice_id"]) and proof["sent_at"]
+
+
+class _Refuses:
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        return "550 5.1.1 no such mailbox"
+
+
+@pytest.fixture
+def refusing_smtp() -> Any:
+    port = free_port()
+    controller = Controller(_Refuses(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+async def test_a_recipient_refused_for_good_is_proven_failed_with_the_reason(
+    stack: Stack, refusing_smtp: int
+) -> None:
+    engine = get_engine()
+    settings = get_settings().model_copy(update={"smtp_port": refusing_smtp})
+    tenant = f"notice-{uuid.uuid4().hex[:6]}"
+    env = notice_for(tenant, recipient="nobody@acme.example")
+    await consume(env)
+    sender = DeliverySender(engine, settings, default_channels(settings), tenants=[tenant])
+    assert await sender.run_once() == 1
+    row = await delivery(engine, env.event_id)
+    assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 1, None)
+    proof = await proof_of(engine, env)
+    assert proof["status"] == "failed" and proof["sent_at"] is None
+    assert "refused the recipient" in proof["detail"] and "550" in proof["detail"]
+    assert await sender.run_once() == 0
