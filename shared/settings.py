@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     # an alert a channel still rate limits this long after it was raised fails (reported) instead of
     # waiting on forever: its deadline may be past, a person has to look
     notifier_rate_limited_give_up_hours: float = Field(default=24.0, gt=0)
+    # an open negotiation notice is retried (backoff capped at notifier_retry_cap_seconds) this long
+    # after it was issued, whatever notifier_max_attempts says; then failed, with a failed proof
+    notifier_notice_give_up_hours: float = Field(default=24.0, gt=0)
 
     # local stack
     devstack_dir: Path = Path(".devstack")

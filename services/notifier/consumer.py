@@ -15,11 +15,12 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import event, select
+from sqlalchemy import and_, event, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.models import deliveries, subscriptions
+from services.notifier.notices import stage_proof
 from services.notifier.service import ALERT_TYPES, render_alert
 from shared.events import (
     Envelope,
@@ -59,6 +60,10 @@ async def record_deliveries(
         .values(rows)
         .on_conflict_do_nothing(constraint="uq_deliveries_event_channel_target")
     )
+    wake_after_commit(session, on_commit)
+
+
+def wake_after_commit(session: AsyncSession, on_commit: Callable[[], None] | None) -> None:
     if on_commit is not None:
         wake = on_commit
         event.listen(session.sync_session, "after_commit", lambda _session: wake(), once=True)
@@ -120,5 +125,42 @@ class NoticeHandler:
         if env.event_type != OpenNegotiationNoticeIssued.event_type:
             return
         notice = OpenNegotiationNoticeIssued.model_validate(env.payload)  # unreadable: dead-lettered
-        rows = [pending_delivery(env, "email", notice.recipient, datetime.now(UTC))]
-        await record_deliveries(session, rows, self.on_commit)
+        now = datetime.now(UTC)
+        row = pending_delivery(env, "email", notice.recipient, now)
+        d = deliveries
+        # a row from before notices were scheduled (no envelope): a failed try is scheduled now; a
+        # notice it sent has its proof staged again (that release staged it with the inbox commit)
+        await session.execute(
+            insert(d)
+            .values(row)
+            .on_conflict_do_update(
+                constraint="uq_deliveries_event_channel_target",
+                set_={
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "envelope": row["envelope"],
+                    "detail": None,
+                    "updated_at": now,
+                },
+                where=and_(d.c.envelope.is_(None), d.c.status == "failed"),
+            )
+        )
+        sent = (
+            await session.execute(
+                select(d.c.provider_message_id, d.c.sent_at).where(
+                    d.c.event_id == env.event_id,
+                    d.c.channel == "email",
+                    d.c.status == "sent",
+                    d.c.envelope.is_(None),
+                )
+            )
+        ).first()
+        if sent is not None:
+            await stage_proof(
+                session,
+                env.model_dump(mode="json"),
+                sent_at=sent.sent_at,
+                message_id=sent.provider_message_id,
+            )
+        wake_after_commit(session, self.on_commit)

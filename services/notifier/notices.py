@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +20,7 @@ from shared.events import (
     OpenNegotiationNoticeIssued,
     deterministic_event_id,
 )
-from shared.kafka.outbox import add_to_outbox
+from shared.kafka.outbox import add_to_outbox, split_trace_headers
 
 NOTICE = OpenNegotiationNoticeIssued.event_type
 
@@ -52,7 +53,7 @@ async def send_notice(channel: Channel, env: Envelope, target: str, commit: Comm
 
 async def stage_proof(
     session: AsyncSession,
-    envelope: dict[str, object],
+    envelope: dict[str, Any],
     *,
     sent_at: datetime | None,
     message_id: str | None = None,
@@ -60,7 +61,7 @@ async def stage_proof(
 ) -> None:
     """``OpenNegotiationNoticeDelivered`` for the notice in ``envelope``: sent (``sent_at``) or failed
     for good (``detail``), in the caller's transaction (the one that records the delivery's outcome)."""
-    env = Envelope.model_validate(envelope)
+    env = Envelope.model_validate(split_trace_headers(envelope)[0])  # the row keeps the traceparent
     notice = OpenNegotiationNoticeIssued.model_validate(env.payload)
     proof = OpenNegotiationNoticeDelivered(
         notice_id=notice.notice_id,

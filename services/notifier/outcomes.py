@@ -56,6 +56,18 @@ class Claimed:
         return self.envelope.get("event_type") == NOTICE
 
 
+def _notice_keeps_trying(c: Claimed, settings: Settings, now: datetime) -> bool:
+    """A notice is not given up after ``notifier_max_attempts`` (minutes of backoff) but
+    ``notifier_notice_give_up_hours`` after it was issued: a mail server down for hours delays it."""
+    if not c.is_notice:
+        return False
+    try:
+        issued = datetime.fromisoformat(str(c.envelope["occurred_at"]))
+    except (KeyError, ValueError):
+        return False
+    return now - issued < timedelta(hours=settings.notifier_notice_give_up_hours)
+
+
 @dataclass(frozen=True)
 class Outcome:
     kind: Literal["sent", "rate_limited", "permanent", "retry", "lost"]
@@ -125,7 +137,9 @@ async def record_outcome(engine: AsyncEngine, settings: Settings, c: Claimed, o:
             )
             if o.kind == "rate_limited":
                 return
-        final = o.kind == "permanent" or c.attempts >= settings.notifier_max_attempts
+        final = o.kind == "permanent" or (
+            c.attempts >= settings.notifier_max_attempts and not _notice_keeps_trying(c, settings, now)
+        )
         due_at = None if final else now + timedelta(seconds=backoff(c.attempts, settings))
         failed = await session.execute(
             update(d)

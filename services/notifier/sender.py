@@ -106,13 +106,26 @@ class DeliverySender:
 
     async def recover(self) -> int:
         """A row whose sender died before the irrevocable step (``claimed``, its claim expired) is due
-        again; one that died during it (``sending``) is marked ``unconfirmed``: not sent again."""
+        again; an alert whose sender died during it (``sending``) is marked ``unconfirmed``: not sent
+        again; a notice is (see :mod:`services.notifier.notices`)."""
         d = deliveries
         now = datetime.now(UTC)
         async with unit_of_work(self.engine) as session:
             await session.execute(
                 update(d)
                 .where(d.c.status == "claimed", d.c.next_attempt_at <= now, *self._mine())
+                .values(status="pending", next_attempt_at=now, updated_at=now)
+            )
+            # a notice is sent again (at least once, with the same Message-ID): a missing open
+            # negotiation notice costs the claim its negotiation; a repeat the recipient can drop
+            await session.execute(
+                update(d)
+                .where(
+                    d.c.status == "sending",
+                    d.c.event_type == NOTICE,
+                    d.c.next_attempt_at <= now,
+                    *self._mine(),
+                )
                 .values(status="pending", next_attempt_at=now, updated_at=now)
             )
         stmt = (
@@ -249,7 +262,7 @@ class DeliverySender:
                 except Exception as exc:
                     log.warning("delivery %s: could not record its outcome: %s", c.id, type(exc).__name__)
                     await asyncio.sleep(0.5 * 2**attempt)
-            if outcome.kind == "sent":
+            if outcome.kind == "sent" and not c.is_notice:
                 observe_alert_delivered(c.envelope, c.channel)
                 log.info("alert %s for claim %s sent by %s", c.event_id, c.claim_id, c.channel)
         finally:

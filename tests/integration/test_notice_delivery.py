@@ -8,11 +8,13 @@ import asyncio
 import base64
 import hashlib
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deploy.devstack import Stack
@@ -44,10 +46,34 @@ def notice_for(tenant: str, recipient: str = "idr@acme.example") -> Envelope:
     )
 
 
+TRACEPARENT = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+
+
 async def consume(env: Envelope) -> None:
-    """What the notice consumer does with the event, without the broker."""
+    """What the notice consumer does with the event, without the broker; in a running notifier the
+    consumer's span is current, so the row's envelope carries its traceparent: so does this one."""
     async with unit_of_work(get_engine()) as session:
         await NoticeHandler()(session, env)
+        await session.execute(
+            update(deliveries)
+            .where(deliveries.c.event_id == env.event_id, deliveries.c.envelope.is_not(None))
+            .values(envelope=deliveries.c.envelope.op("||")(literal({"_headers": TRACEPARENT}, JSONB)))
+        )
+
+
+async def set_row(engine: AsyncEngine, env: Envelope, **values: Any) -> None:
+    async with unit_of_work(engine) as session:
+        await session.execute(
+            update(deliveries).where(deliveries.c.event_id == env.event_id).values(**values)
+        )
+
+
+async def send_until(sender: DeliverySender, engine: AsyncEngine, env: Envelope, status: str) -> Any:
+    async with asyncio.timeout(30):
+        while (row := await delivery(engine, env.event_id)).status != status:
+            await sender.run_once()
+            await asyncio.sleep(0.05)
+    return row
 
 
 async def proof_of(engine: AsyncEngine, env: Envelope) -> Any:
@@ -139,3 +165,94 @@ async def test_a_recipient_refused_for_good_is_proven_failed_with_the_reason(
     assert proof["status"] == "failed" and proof["sent_at"] is None
     assert "refused the recipient" in proof["detail"] and "550" in proof["detail"]
     assert await sender.run_once() == 0
+
+
+async def test_an_interrupted_notice_is_sent_again_not_left_unconfirmed(stack: Stack) -> None:
+    """A notifier that died mid-send leaves the row ``sending``: an alert is then left unconfirmed
+    (never twice), a notice is sent again with the same Message-ID (never missing)."""
+    assert stack.mail is not None
+    engine = get_engine()
+    settings = get_settings()
+    tenant = f"notice-{uuid.uuid4().hex[:6]}"
+    env = notice_for(tenant)
+    await consume(env)
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    await set_row(engine, env, status="sending", attempts=1, next_attempt_at=long_ago)
+    sender = DeliverySender(engine, settings, default_channels(settings), tenants=[tenant])
+    assert await sender.recover() == 0  # none unconfirmed
+    assert (await delivery(engine, env.event_id)).status == "pending"
+    row = await send_until(sender, engine, env, "sent")
+    assert row.attempts == 2
+    assert [str(m["Message-ID"]) for m in stack.mail.messages].count(f"<{env.event_id}@idrflow>") == 1
+    assert (await proof_of(engine, env))["status"] == "sent"
+
+
+async def test_a_notice_is_retried_for_hours_not_attempts_then_proven_failed(stack: Stack) -> None:
+    engine = get_engine()
+    down = get_settings().model_copy(
+        update={
+            "smtp_port": free_port(),
+            "notifier_max_attempts": 1,
+            "notifier_retry_base_seconds": 0.1,
+            "notifier_notice_give_up_hours": 24.0,
+        }
+    )
+    tenant = f"notice-{uuid.uuid4().hex[:6]}"
+    env = notice_for(tenant)
+    await consume(env)
+    sender = DeliverySender(engine, down, default_channels(down), tenants=[tenant])
+    assert await sender.run_once() == 1
+    row = await delivery(engine, env.event_id)
+    assert row.status == "pending" and row.attempts == 1  # past the attempts, within the hours
+    # issued 25 hours ago: the next failure is the last, and the negotiation service hears why
+    issued = (datetime.now(UTC) - timedelta(hours=25)).isoformat()
+    await set_row(
+        engine,
+        env,
+        envelope=deliveries.c.envelope.op("||")(literal({"occurred_at": issued}, JSONB)),
+    )
+    row = await send_until(sender, engine, env, "failed")
+    proof = await proof_of(engine, env)
+    assert proof["status"] == "failed" and proof["sent_at"] is None and "Connect" in proof["detail"]
+
+
+async def test_rows_from_before_notices_were_scheduled(stack: Stack) -> None:
+    """The previous release emailed notices from the consumer and logged each try as a row without
+    an envelope: a notice it failed to send is scheduled when its event comes again; one it sent has
+    its proof staged again (the previous release staged it with the inbox commit), not a second email."""
+    assert stack.mail is not None
+    engine = get_engine()
+    settings = get_settings()
+    tenant = f"notice-{uuid.uuid4().hex[:6]}"
+    failed, sent = notice_for(tenant), notice_for(tenant, recipient="payer@acme.example")
+    now = datetime.now(UTC)
+    async with unit_of_work(engine) as session:
+        for env, status in ((failed, "failed"), (sent, "sent")):
+            await session.execute(
+                insert(deliveries).values(
+                    event_id=env.event_id,
+                    tenant_id=tenant,
+                    claim_id=env.claim_id,
+                    event_type=env.event_type,
+                    channel="email",
+                    target=env.payload["recipient"],
+                    status=status,
+                    attempts=1,
+                    provider_message_id=f"<{env.event_id}@idrflow>" if status == "sent" else None,
+                    sent_at=now if status == "sent" else None,
+                    detail=None if status == "sent" else "SMTPConnectError: refused",
+                    updated_at=now,
+                )
+            )
+    await consume(failed)
+    await consume(sent)
+    assert (await delivery(engine, failed.event_id)).status == "pending"
+    proof = await proof_of(engine, sent)
+    assert proof["status"] == "sent" and proof["message_id"] == f"<{sent.event_id}@idrflow>"
+
+    sender = DeliverySender(engine, settings, default_channels(settings), tenants=[tenant])
+    await send_until(sender, engine, failed, "sent")
+    assert (await proof_of(engine, failed))["status"] == "sent"
+    assert await sender.run_once() == 0
+    ids = [str(m["Message-ID"]) for m in stack.mail.messages]
+    assert ids.count(f"<{failed.event_id}@idrflow>") == 1 and ids.count(f"<{sent.event_id}@idrflow>") == 0

@@ -41,9 +41,14 @@ def test_the_local_broker_gets_a_short_consumer_session_a_real_kafka_keeps_the_d
     monkeypatch.delenv("IDRFLOW_KAFKA_SESSION_TIMEOUT_MS", raising=False)
     local = Stack(tmp_path, ports=Ports.free()).env()
     assert local["IDRFLOW_KAFKA_SESSION_TIMEOUT_MS"] == str(LOCAL_KAFKA_SESSION_TIMEOUT_MS)
-    assert Settings(kafka_session_timeout_ms=LOCAL_KAFKA_SESSION_TIMEOUT_MS).kafka_session_timeout_ms == 4000
+    assert (
+        Settings(
+            _env_file=None, kafka_session_timeout_ms=LOCAL_KAFKA_SESSION_TIMEOUT_MS
+        ).kafka_session_timeout_ms
+        == 4000
+    )
     real = Stack(tmp_path, ports=Ports.free(), external={"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"}).env()
     assert "IDRFLOW_KAFKA_SESSION_TIMEOUT_MS" not in real
-    assert Settings().kafka_session_timeout_ms == 10_000
+    assert Settings(_env_file=None).kafka_session_timeout_ms == 10_000
     monkeypatch.setenv("IDRFLOW_KAFKA_SESSION_TIMEOUT_MS", "7000")
     assert Stack(tmp_path, ports=Ports.free()).env()["IDRFLOW_KAFKA_SESSION_TIMEOUT_MS"] == "7000"
