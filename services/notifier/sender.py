@@ -21,7 +21,8 @@ outcomes are written by :mod:`services.notifier.outcomes`, a notice's email by
   before anything reached the channel: it is due again. A row still ``sending`` was being sent by a
   process that died between the irrevocable step and recording the answer (a few milliseconds). It
   is not sent again (a second Slack post or email is worse than a missing record); it becomes
-  ``unconfirmed`` and is reported, for a person to check.
+  ``unconfirmed`` and is reported, for a person to check. Open negotiation notices are the exception:
+  sent again with the same Message-ID (a missing notice is worse than a repeat).
 
 New rows are picked up within ``notifier_poll_seconds``, at once when the alert consumer of the same
 process wakes the sender after its commit.
