@@ -23,7 +23,8 @@ async def list_deliveries(
     claim_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500), BeforeValidator(query_int)] = 100,
 ) -> list[Delivery]:
-    """Deliveries of this tenant's alerts, newest first (targets are not shown)."""
+    """Deliveries of this tenant's alerts and open negotiation notices, newest first (targets are
+    not shown)."""
     columns = [c for c in deliveries.c if c.name not in ("envelope", "target")]
     stmt = select(*columns).where(deliveries.c.tenant_id == tenant.tenant_id)
     if claim_id:
