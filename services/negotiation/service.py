@@ -280,6 +280,11 @@ async def record_delivery(
 ) -> None:
     await session.execute(
         update(notices)
-        .where(notices.c.tenant_id == tenant_id, notices.c.notice_id == proof.notice_id)
+        # a notice that went out stays sent: a failure proof arriving after it changes nothing
+        .where(
+            notices.c.tenant_id == tenant_id,
+            notices.c.notice_id == proof.notice_id,
+            notices.c.status.is_distinct_from("sent"),
+        )
         .values(status=proof.status, message_id=proof.message_id, sent_at=proof.sent_at, detail=proof.detail)
     )

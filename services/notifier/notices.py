@@ -79,6 +79,9 @@ async def stage_proof(
             proof,
             tenant_id=env.tenant_id,
             claim_id=env.claim_id,
-            event_id=deterministic_event_id(str(env.event_id), "delivered"),
+            # a failure has an id of its own: a send that overran it (and went out) is still heard
+            event_id=deterministic_event_id(str(env.event_id), "delivered")
+            if sent_at is not None
+            else deterministic_event_id(str(env.event_id), "delivered", "failed"),
         ),
     )

@@ -65,6 +65,8 @@ def _notice_keeps_trying(c: Claimed, settings: Settings, now: datetime) -> bool:
         issued = datetime.fromisoformat(str(c.envelope["occurred_at"]))
     except (KeyError, ValueError):
         return False
+    if issued.tzinfo is None:  # written without an offset by some producer: UTC
+        issued = issued.replace(tzinfo=UTC)
     return now - issued < timedelta(hours=settings.notifier_notice_give_up_hours)
 
 
@@ -88,9 +90,16 @@ async def record_outcome(engine: AsyncEngine, settings: Settings, c: Claimed, o:
     unsent = d.c.status.in_(("claimed", "sending"))
     async with unit_of_work(engine) as session:
         if o.kind == "sent":  # even when a sibling presumed this sender dead: it was sent
+            # a notice re-queued while this send overran its lease is sent: another sender that has
+            # claimed it again loses its claim before DATA, not after
+            sent_mine = (
+                (d.c.id == c.id, d.c.status.in_(("pending", "claimed", "sending", "unconfirmed")))
+                if c.is_notice
+                else (*mine, d.c.status.in_(("sending", "unconfirmed")))
+            )
             await session.execute(
                 update(d)
-                .where(*mine, d.c.status.in_(("sending", "unconfirmed")))
+                .where(*sent_mine)
                 .values(
                     status="sent",
                     provider_message_id=o.detail[:300],

@@ -119,7 +119,7 @@ class DeliverySender:
             )
             # a notice is sent again (at least once, with the same Message-ID): a missing open
             # negotiation notice costs the claim its negotiation; a repeat the recipient can drop
-            await session.execute(
+            again = await session.execute(
                 update(d)
                 .where(
                     d.c.status == "sending",
@@ -128,7 +128,16 @@ class DeliverySender:
                     *self._mine(),
                 )
                 .values(status="pending", next_attempt_at=now, updated_at=now)
+                .returning(d.c.id, d.c.event_id, d.c.claim_id)
             )
+            for r in again.all():
+                log.warning(
+                    "delivery %s of notice %s for claim %s was interrupted mid-send: sent again "
+                    "(same Message-ID)",
+                    r.id,
+                    r.event_id,
+                    r.claim_id,
+                )
         stmt = (
             update(d)
             .where(d.c.status == "sending", d.c.next_attempt_at <= now, *self._mine())
@@ -263,6 +272,16 @@ class DeliverySender:
                 except Exception as exc:
                     log.warning("delivery %s: could not record its outcome: %s", c.id, type(exc).__name__)
                     await asyncio.sleep(0.5 * 2**attempt)
+            else:
+                log.error(
+                    "delivery %s of %s for claim %s by %s: its outcome (%s) could not be recorded; "
+                    "recovery will treat it as interrupted",
+                    c.id,
+                    c.event_id,
+                    c.claim_id,
+                    c.channel,
+                    outcome.kind,
+                )
             if outcome.kind == "sent" and not c.is_notice:
                 observe_alert_delivered(c.envelope, c.channel)
                 log.info("alert %s for claim %s sent by %s", c.event_id, c.claim_id, c.channel)

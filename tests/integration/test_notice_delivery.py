@@ -22,6 +22,7 @@ from deploy.servers import free_port
 from services.notifier.channels import default_channels
 from services.notifier.consumer import NoticeHandler
 from services.notifier.models import deliveries, outbox
+from services.notifier.outcomes import Outcome, record_outcome
 from services.notifier.sender import DeliverySender
 from shared.db import get_engine, unit_of_work
 from shared.events import Envelope, OpenNegotiationNoticeIssued, deterministic_event_id
@@ -76,8 +77,11 @@ async def send_until(sender: DeliverySender, engine: AsyncEngine, env: Envelope,
     return row
 
 
-async def proof_of(engine: AsyncEngine, env: Envelope) -> Any:
-    proof_id = deterministic_event_id(str(env.event_id), "delivered")
+async def proof_of(engine: AsyncEngine, env: Envelope, *, failed: bool = False) -> Any:
+    """The proof staged for the notice: ``sent``, or (``failed``) the failure's, which has an id of
+    its own so that a send that overran it is still heard."""
+    parts = ("delivered", "failed") if failed else ("delivered",)
+    proof_id = deterministic_event_id(str(env.event_id), *parts)
     async with engine.connect() as conn:
         row = (
             await conn.execute(select(outbox.c.envelope).where(outbox.c.event_id == proof_id))
@@ -161,7 +165,7 @@ async def test_a_recipient_refused_for_good_is_proven_failed_with_the_reason(
     assert await sender.run_once() == 1
     row = await delivery(engine, env.event_id)
     assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 1, None)
-    proof = await proof_of(engine, env)
+    proof = await proof_of(engine, env, failed=True)
     assert proof["status"] == "failed" and proof["sent_at"] is None
     assert "refused the recipient" in proof["detail"] and "550" in proof["detail"]
     assert await sender.run_once() == 0
@@ -212,7 +216,7 @@ async def test_a_notice_is_retried_for_hours_not_attempts_then_proven_failed(sta
         envelope=deliveries.c.envelope.op("||")(literal({"occurred_at": issued}, JSONB)),
     )
     row = await send_until(sender, engine, env, "failed")
-    proof = await proof_of(engine, env)
+    proof = await proof_of(engine, env, failed=True)
     assert proof["status"] == "failed" and proof["sent_at"] is None and "Connect" in proof["detail"]
 
 
@@ -256,3 +260,70 @@ async def test_rows_from_before_notices_were_scheduled(stack: Stack) -> None:
     assert await sender.run_once() == 0
     ids = [str(m["Message-ID"]) for m in stack.mail.messages]
     assert ids.count(f"<{failed.event_id}@idrflow>") == 1 and ids.count(f"<{sent.event_id}@idrflow>") == 0
+
+
+async def test_a_send_that_overran_its_lease_is_recorded_sent_and_not_sent_again(stack: Stack) -> None:
+    """Sender A reached DATA, then stalled past its lease; recovery queued the notice again. A's
+    answer still marks it sent (by id), so no other sender emails it a second time."""
+    engine = get_engine()
+    settings = get_settings()
+    tenant = f"notice-{uuid.uuid4().hex[:6]}"
+    env = notice_for(tenant)
+    await consume(env)
+    sender = DeliverySender(engine, settings, default_channels(settings), tenants=[tenant])
+    (claimed,) = await sender.claim(1)
+    await set_row(engine, env, status="sending", next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+    await sender.recover()
+    assert (await delivery(engine, env.event_id)).status == "pending"
+    await record_outcome(engine, settings, claimed, Outcome("sent", f"<{env.event_id}@idrflow>"))
+    row = await delivery(engine, env.event_id)
+    assert row.status == "sent" and row.provider_message_id == f"<{env.event_id}@idrflow>"
+    assert await sender.run_once() == 0
+    assert (await proof_of(engine, env))["status"] == "sent"
+
+
+async def test_the_negotiation_service_keeps_a_sent_notice_sent(stack: Stack) -> None:
+    """A failure proof that arrives after the notice was proven sent changes nothing."""
+    from services.negotiation.models import notices
+    from services.negotiation.service import record_delivery
+    from shared.events import OpenNegotiationNoticeDelivered
+
+    engine = get_engine()
+    tenant = f"notice-{uuid.uuid4().hex[:6]}"
+    notice_id = uuid.uuid4()
+    async with unit_of_work(engine) as session:
+        await session.execute(
+            insert(notices).values(
+                notice_id=notice_id,
+                tenant_id=tenant,
+                claim_id="NOTICE-KEPT",
+                recipient="idr@acme.example",
+                content={},
+                html="<p>notice</p>",
+                pdf=PDF,
+                pdf_sha256=hashlib.sha256(PDF).hexdigest(),
+            )
+        )
+    sent_at = datetime.now(UTC)
+    for proof in (
+        OpenNegotiationNoticeDelivered(
+            notice_id=notice_id,
+            recipient="idr@acme.example",
+            channel="email",
+            status="sent",
+            message_id="<m@idrflow>",
+            sent_at=sent_at,
+        ),
+        OpenNegotiationNoticeDelivered(
+            notice_id=notice_id,
+            recipient="idr@acme.example",
+            channel="email",
+            status="failed",
+            detail="SMTPServerDisconnected",
+        ),
+    ):
+        async with unit_of_work(engine) as session:
+            await record_delivery(session, tenant, proof)
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(notices).where(notices.c.notice_id == notice_id))).one()
+    assert (row.status, row.message_id, row.detail) == ("sent", "<m@idrflow>", None)
