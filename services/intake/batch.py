@@ -45,11 +45,12 @@ class ClaimResult:
 
 def sorted_json(value: Any) -> bytes:
     """``json.dumps(value, sort_keys=True, separators=(",", ":"))`` as bytes, which every stored
-    request hash was made from: orjson gives the same bytes when they are ASCII (in a fraction of
-    the time); anything else (json.dumps escapes non-ASCII) goes the old way."""
+    request hash was made from: orjson gives the same bytes when they are printable ASCII (in a
+    fraction of the time); anything else (json.dumps escapes non-ASCII and DEL, orjson does not)
+    goes the old way."""
     with suppress(orjson.JSONEncodeError):  # an integer beyond 64 bits, say
         fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        if fast.isascii():
+        if fast.isascii() and b"\x7f" not in fast:
             return fast
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
