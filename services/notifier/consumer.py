@@ -159,7 +159,7 @@ class NoticeHandler:
         if sent is not None:
             await stage_proof(
                 session,
-                env.model_dump(mode="json"),
+                env,
                 sent_at=sent.sent_at,
                 message_id=sent.provider_message_id,
             )

@@ -1,14 +1,15 @@
 """Open negotiation notices on the delivery schedule: the notice consumer records one ``pending``
 email delivery per notice (its recipient the target) and the sender sends it like an alert, with its
-retries, backoff and at-most-once rule, so an SMTP outage delays a notice instead of dead-lettering
-it. Its outcome goes back to the negotiation service as ``OpenNegotiationNoticeDelivered`` (the proof,
-or why it failed), staged in the notifier's outbox with the delivery row's final status."""
+retries and backoff, so an SMTP outage delays a notice instead of dead-lettering it. Unlike an alert,
+a notice is given up by age (``notifier_notice_give_up_hours``), not attempts, and one interrupted
+mid-send is sent again with the same Message-ID (a missing notice is worse than a repeat). Its
+outcome goes back to the negotiation service as ``OpenNegotiationNoticeDelivered`` (the proof, or why
+it failed), staged in the notifier's outbox with the delivery row's final status."""
 
 from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +21,7 @@ from shared.events import (
     OpenNegotiationNoticeIssued,
     deterministic_event_id,
 )
-from shared.kafka.outbox import add_to_outbox, split_trace_headers
+from shared.kafka.outbox import add_to_outbox
 
 NOTICE = OpenNegotiationNoticeIssued.event_type
 
@@ -53,15 +54,14 @@ async def send_notice(channel: Channel, env: Envelope, target: str, commit: Comm
 
 async def stage_proof(
     session: AsyncSession,
-    envelope: dict[str, Any],
+    env: Envelope,
     *,
     sent_at: datetime | None,
     message_id: str | None = None,
     detail: str | None = None,
 ) -> None:
-    """``OpenNegotiationNoticeDelivered`` for the notice in ``envelope``: sent (``sent_at``) or failed
+    """``OpenNegotiationNoticeDelivered`` for the notice ``env``: sent (``sent_at``) or failed
     for good (``detail``), in the caller's transaction (the one that records the delivery's outcome)."""
-    env = Envelope.model_validate(split_trace_headers(envelope)[0])  # the row keeps the traceparent
     notice = OpenNegotiationNoticeIssued.model_validate(env.payload)
     proof = OpenNegotiationNoticeDelivered(
         notice_id=notice.notice_id,

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.notifier.models import deliveries
 from services.notifier.notices import NOTICE, stage_proof
 from shared.db import unit_of_work
+from shared.events import Envelope
+from shared.kafka.outbox import split_trace_headers
 from shared.settings import Settings
 
 log = logging.getLogger("services.notifier.sender")  # the sender's reports, one logger to watch
@@ -55,16 +57,17 @@ class Claimed:
         """An open negotiation notice (its outcome goes back to the negotiation service as proof)."""
         return self.envelope.get("event_type") == NOTICE
 
+    def event(self) -> Envelope:
+        """The stored envelope, without the traceparent the row keeps beside it."""
+        return Envelope.model_validate(split_trace_headers(self.envelope)[0])
+
 
 def _notice_keeps_trying(c: Claimed, settings: Settings, now: datetime) -> bool:
     """A notice is not given up after ``notifier_max_attempts`` (minutes of backoff) but
     ``notifier_notice_give_up_hours`` after it was issued: a mail server down for hours delays it."""
     if not c.is_notice:
         return False
-    try:
-        issued = datetime.fromisoformat(str(c.envelope["occurred_at"]))
-    except (KeyError, ValueError):
-        return False
+    issued = c.event().occurred_at
     if issued.tzinfo is None:  # written without an offset by some producer: UTC
         issued = issued.replace(tzinfo=UTC)
     return now - issued < timedelta(hours=settings.notifier_notice_give_up_hours)
@@ -110,7 +113,7 @@ async def record_outcome(engine: AsyncEngine, settings: Settings, c: Claimed, o:
                 )
             )
             if c.is_notice:
-                await stage_proof(session, c.envelope, sent_at=now, message_id=o.detail[:300])
+                await stage_proof(session, c.event(), sent_at=now, message_id=o.detail[:300])
             return
         if o.kind == "rate_limited":
             due = now + timedelta(seconds=o.retry_after)
@@ -162,7 +165,7 @@ async def record_outcome(engine: AsyncEngine, settings: Settings, c: Claimed, o:
             .returning(d.c.id)
         )
         if final and c.is_notice and failed.first() is not None:
-            await stage_proof(session, c.envelope, sent_at=None, detail=o.detail)
+            await stage_proof(session, c.event(), sent_at=None, detail=o.detail)
     if final:
         log.error(
             "delivery %s of alert %s for tenant %s claim %s by %s failed for good after %d attempt(s): %s",

@@ -46,8 +46,6 @@ from services.notifier.notices import NOTICE, send_notice
 from services.notifier.outcomes import Claimed, Outcome, record_outcome
 from services.notifier.service import render_alert
 from shared.db import unit_of_work
-from shared.events import Envelope
-from shared.kafka.outbox import split_trace_headers
 from shared.metrics import observe_alert_delivered
 from shared.settings import Settings
 from shared.tracing import delivery_span
@@ -222,8 +220,7 @@ class DeliverySender:
         if channel is None:
             return Outcome("permanent", f"no channel {c.channel!r} in this notifier", "unknown channel")
         try:
-            envelope, _ = split_trace_headers(c.envelope)
-            env = Envelope.model_validate(envelope)
+            env = c.event()
             message = None if env.event_type == NOTICE else render_alert(env, self.settings)
         except Exception as exc:
             reason = f"the alert cannot be rendered ({type(exc).__name__})"
