@@ -52,6 +52,7 @@ from bench.trivial_workflow import TrivialWorkflow
 from deploy.migrate import upgrade
 from deploy.servers import EmbeddedPostgres, free_port, spawn, stop_process, temporal_argv, wait_for_port
 from services.dispute.activities import DisputeActivities
+from services.dispute.consumer import ClaimEventHandler
 from services.dispute.schemas import AlertRequest, ClaimEventSignal, ClaimLifecycleInput
 from services.dispute.worker import WORKFLOWS
 from shared.events import ClaimAdjudicated, ClaimLine
@@ -82,6 +83,25 @@ def tree_rss_mb(pid: int) -> float:
     return total
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int, *, children: bool = True) -> float:
+    """CPU seconds (user + system) of a process and, with ``children``, of its live children
+    (PostgreSQL's backends)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / TICK
+    if not children:
+        return total
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        for c in child.read_text().split():
+            total += tree_cpu_s(int(c))
+    return total
+
+
 def claim_facts(claim_id: str, received: date) -> ClaimAdjudicated:
     return ClaimAdjudicated(
         claim_id=claim_id,
@@ -108,12 +128,16 @@ def claim_facts(claim_id: str, received: date) -> ClaimAdjudicated:
     )
 
 
-async def start_claim(client: Client, tenant: str, claim_id: str, received: date) -> None:
-    """As the dispute consumer does (services/dispute/consumer.py): signal-with-start."""
+async def start_claim(
+    client: Client, tenant: str, claim_id: str, received: date, consumer: ClaimEventHandler | None = None
+) -> None:
+    """As the dispute ``consumer`` does (services/dispute/consumer.py): the first plan (when the
+    consumer has a planner: it reads the tenant's overrides), then signal-with-start."""
     facts = claim_facts(claim_id, received)
+    first = await consumer.first_plan(tenant, claim_id, facts) if consumer else None
     await client.start_workflow(
         "ClaimLifecycleWorkflow",
-        ClaimLifecycleInput(tenant_id=tenant, claim_id=claim_id),
+        ClaimLifecycleInput(tenant_id=tenant, claim_id=claim_id, first_plan=first),
         id=f"claim:{tenant}:{claim_id}",
         task_queue=QUEUE,
         start_signal="claim_event",
@@ -162,12 +186,21 @@ async def until_count(client: Client, query: str, n: int, within: float) -> None
 
 
 class Bench:
-    def __init__(self, client: Client, engine: AsyncEngine, settings: Settings, server_pid: int) -> None:
+    def __init__(
+        self, client: Client, engine: AsyncEngine, settings: Settings, server_pid: int, pg_pid: int
+    ) -> None:
         self.client, self.engine, self.settings, self.server_pid = client, engine, settings, server_pid
+        # CPU seconds per claim of each burst, by kind: this process (worker, client), server, PostgreSQL
+        self.pids = {"worker": os.getpid(), "Temporal": server_pid, "PostgreSQL": pg_pid}
+        self.cpu: dict[str, list[dict[str, float]]] = {}
         self.runs = 0
         self.alerts: dict[str, float] = {}  # claim id -> when its on-the-day alert was staged
         self.woke: list[float] = []
         self.expect, self.complete = 0, asyncio.Event()  # set once both reach ``expect``
+
+    def cpu_s(self, name: str) -> float:
+        """CPU seconds of one of ``pids`` (this process without the servers it started)."""
+        return tree_cpu_s(self.pids[name], children=name != "worker")
 
     def arrived(self) -> None:
         if len(self.alerts) >= self.expect and len(self.woke) >= self.expect:
@@ -207,6 +240,11 @@ class Bench:
             patch_activation_callback=None if patches else no_new_patches,
         )
 
+    def consumer(self, *, patches: bool) -> ClaimEventHandler:
+        """The dispute consumer; ``patches=False``: the previous release's, which did not plan."""
+        planner = DisputeActivities(self.engine, self.settings, CAL).plan if patches else None
+        return ClaimEventHandler(self.client, self.settings, planner)
+
     def tenant(self, kind: str) -> str:
         self.runs += 1
         return f"bench{self.runs}{kind}"
@@ -220,22 +258,28 @@ class Bench:
             calls = [partial(start_trivial, self.client, tenant, i) for i in range(n)]
             stage = "planned"
         else:
-            calls = [partial(start_claim, self.client, tenant, f"C{i:05d}", received) for i in range(n)]
+            consumer = self.consumer(patches=kind != "claim-before")
+            calls = [
+                partial(start_claim, self.client, tenant, f"C{i:05d}", received, consumer) for i in range(n)
+            ]
             stage = PLANNED
         patches = kind != "claim-before"
         async with self.worker(patches=patches):
+            cpu = {name: self.cpu_s(name) for name in self.pids}
             began = clock.perf_counter()
             await bounded(calls)
             await until_count(self.client, f"IdrTenant = '{tenant}' AND IdrStage = '{stage}'", n, 60 + n)
-            return clock.perf_counter() - began
+            took = clock.perf_counter() - began
+            used = {name: (self.cpu_s(name) - cpu[name]) / n for name in self.pids}
+            self.cpu.setdefault(kind, []).append(used)
+            return took
 
     async def first_pass(self, patches: bool) -> tuple[int, int, int, int]:
         """History events, workflow tasks, activities and local activities of one claim's first pass."""
         tenant = self.tenant("first" if patches else "first-before")
         async with self.worker(patches=patches):
-            await start_claim(
-                self.client, tenant, "C1", CAL.business_day_beginning(datetime.now(NY).date(), 1)
-            )
+            received = CAL.business_day_beginning(datetime.now(NY).date(), 1)
+            await start_claim(self.client, tenant, "C1", received, self.consumer(patches=patches))
             await until_count(self.client, f"IdrTenant = '{tenant}' AND IdrStage = '{PLANNED}'", 1, 60)
             history = await self.client.get_workflow_handle(f"claim:{tenant}:C1").fetch_history()
         events = []
@@ -324,7 +368,9 @@ async def measure(bench: Bench, args: argparse.Namespace, console: Console) -> N
     for rep in range(args.reps):
         for kind in times:  # interleaved: trivial, before, after, trivial, ...
             times[kind].append(await bench.burst(kind, args.claims))
-            console.print(f"  rep {rep + 1} {kind:<13} {args.claims / times[kind][-1]:7.1f} claims/s")
+            cpu = " ".join(f"{name} {ms * 1000:4.1f}" for name, ms in bench.cpu[kind][-1].items())
+            console.print(f"  rep {rep + 1} {kind:<13} {args.claims / times[kind][-1]:7.1f} claims/s;"
+                          f" CPU ms per claim: {cpu}")  # fmt: skip
     rate = {k: args.claims / statistics.median(v) for k, v in times.items()}
     n = args.claims
     table.add_row(
@@ -341,6 +387,11 @@ async def measure(bench: Bench, args: argparse.Namespace, console: Console) -> N
     )
     table.add_row("  current vs previous path", f"{rate['claim']:.1f}", f"{rate['claim-before']:.1f}",
                   f"{rate['claim'] / rate['claim-before']:.2f}x")  # fmt: skip
+    for name in bench.pids:  # where a claim's time goes: the machine's cores are shared by all three
+        used = {k: statistics.median(run[name] for run in bench.cpu[k]) * 1000 for k in times}
+        table.add_row(f"  CPU per claim, {name} (ms)", f"{used['claim']:.1f}",
+                      f"{used['trivial']:.1f} (trivial)",
+                      f"{used['claim'] / used['trivial']:.2f}x" if used["trivial"] else "")  # fmt: skip
 
     if args.plan_claims:
         m = args.plan_claims
@@ -382,7 +433,7 @@ async def measure(bench: Bench, args: argparse.Namespace, console: Console) -> N
 
 
 async def run(
-    args: argparse.Namespace, temporal_port: int, server_pid: int, url: str, console: Console
+    args: argparse.Namespace, temporal_port: int, server_pid: int, pg_pid: int, url: str, console: Console
 ) -> None:
     settings = Settings(
         database_url=url, temporal_address=f"127.0.0.1:{temporal_port}", payload_encryption="off"
@@ -390,7 +441,7 @@ async def run(
     client = await Client.connect(settings.temporal_address, data_converter=converter_for(settings))
     engine = create_async_engine(url, pool_size=10, max_overflow=10)
     try:
-        await measure(Bench(client, engine, settings, server_pid), args, console)
+        await measure(Bench(client, engine, settings, server_pid, pg_pid), args, console)
     finally:
         await engine.dispose()
 
@@ -412,7 +463,8 @@ def main() -> None:
         url = pg.start()
         upgrade(url)
         wait_for_port(port, 90, server, "Temporal")
-        asyncio.run(run(args, port, server.pid, url, console))
+        assert pg.proc is not None
+        asyncio.run(run(args, port, server.pid, pg.proc.pid, url, console))
     finally:
         stop_process(server)
         pg.stop()

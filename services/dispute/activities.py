@@ -189,6 +189,11 @@ class DisputeActivities:
     async def plan_deadlines(self, req: PlanRequest) -> Plan:
         """Every deadline the claim's known dates start, after the tenant's overrides and the
         extensions granted for this claim, and the reminders of the deadlines asked for."""
+        return await self.plan(req)
+
+    async def plan(self, req: PlanRequest) -> Plan:
+        """``plan_deadlines``, also called by the dispute consumer for a new claim's first pass;
+        raises a non-retryable ``ApplicationError`` with the rules' reason when they cannot plan."""
         tenant = await tenant_overrides(req.tenant_id, self.engine) if req.tenant_id else Overrides()
         try:
             return self.compute_plan(req, tenant)

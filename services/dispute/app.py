@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 
 from services.dispute.actions import action_router
+from services.dispute.activities import DisputeActivities
 from services.dispute.batches import router as batch_router
 from services.dispute.consumer import CONSUMER, ClaimEventHandler
 from services.dispute.models import inbox, outbox
@@ -20,6 +21,7 @@ from shared.http import install_healthz, install_problem_handlers, task_running
 from shared.kafka import broker_ready
 from shared.kafka.consumer import consuming
 from shared.metrics import dlq_depth, install_metrics, loop_check, outbox_lag
+from shared.rules.calendar import federal_calendar
 from shared.runtime import connect_temporal
 from shared.settings import get_settings
 from shared.temporal import temporal_ready
@@ -39,7 +41,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             topic=settings.topic_claims,
             group_id=CONSUMER,
             inbox=inbox,
-            handler=ClaimEventHandler(client, settings),
+            handler=ClaimEventHandler(
+                client, settings, DisputeActivities(engine, settings, federal_calendar()).plan
+            ),
             engine=engine,
             settings=settings,
         ):

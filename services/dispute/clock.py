@@ -40,6 +40,9 @@ SAME_DAY = timedelta(hours=12)
 # an alert is staged by a local activity in the workflow task its timer wakes: one task per alert, not
 # two and an activity task (the 09:00 wave is that many fewer round trips through the server)
 LOCAL_ALERT = "local-alert"
+# a new claim's first plan comes with its input (the dispute consumer planned it: ``FirstPlan``), so the
+# first workflow task has one local activity, the record, not two
+PLANNED_BEFORE_START = "planned-before-start"
 
 T = TypeVar("T")
 

@@ -4,16 +4,25 @@ lifecycle workflow. The workflow de-duplicates by event id, so a redelivery chan
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from services.dispute.planning import first_pass_request
 from services.dispute.record_writes import claim_recorded, record_late_event, record_refused_payment
-from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput, ClaimStatus
+from services.dispute.schemas import (
+    ClaimEventSignal,
+    ClaimLifecycleInput,
+    ClaimStatus,
+    FirstPlan,
+    Plan,
+    PlanRequest,
+)
 from services.dispute.workflows import ClaimLifecycleWorkflow
 from shared.events import ClaimAdjudicated, Envelope, RemittancePayment
 from shared.http import Problem
@@ -26,11 +35,28 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "dispute-claims"
 
+Planner = Callable[[PlanRequest], Awaitable[Plan]]
+
 
 class ClaimEventHandler:
-    def __init__(self, client: Client, settings: Settings) -> None:
+    """``planner``: the dispute activities' ``plan``; with it, a claim new to the record starts with
+    its first plan made (one step fewer in its first workflow task)."""
+
+    def __init__(self, client: Client, settings: Settings, planner: Planner | None = None) -> None:
         self.client = client
         self.settings = settings
+        self.planner = planner
+
+    async def first_plan(self, tenant_id: str, claim_id: str, facts: ClaimAdjudicated) -> FirstPlan | None:
+        """The first pass's plan, or None when the rules refuse it (the workflow then plans, and
+        refuses, on its own record) or there is no planner."""
+        if self.planner is None:
+            return None
+        request = first_pass_request(tenant_id, claim_id, facts)
+        try:
+            return FirstPlan(request=request, plan=await self.planner(request))
+        except ApplicationError:
+            return None
 
     async def _exists(self, workflow_id: str) -> bool:
         try:
@@ -49,7 +75,8 @@ class ClaimEventHandler:
             log.info("ignoring %s %s", env.event_type, env.event_id)
             return
         facts = ClaimAdjudicated.model_validate(env.payload)
-        workflow_id = claim_workflow_id(env.tenant_id, env.claim_id)
+        tenant_id, claim_id = env.tenant_id, env.claim_id
+        workflow_id = claim_workflow_id(tenant_id, claim_id)
         recorded = await claim_recorded(session, env.tenant_id, env.claim_id)
         if recorded == "final" or (recorded == "open" and not await self._exists(workflow_id)):
             # the record outlives the workflow: a late event never starts a second lifecycle (one
@@ -66,6 +93,8 @@ class ClaimEventHandler:
                     claim_id=env.claim_id,
                     negotiation_task_queue=self.settings.negotiation_task_queue,
                     forfeiture_grace_days=self.settings.forfeiture_grace_days,
+                    # a claim new to the record (a running one ignores the input of a start)
+                    first_plan=None if recorded else await self.first_plan(tenant_id, claim_id, facts),
                 ),
                 id=workflow_id,
                 task_queue=self.settings.dispute_task_queue,

@@ -29,10 +29,20 @@ class Tolerant(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class FirstPlan(Tolerant):
+    """A new claim's first plan, made by the dispute consumer before it starts the workflow, with the
+    request it answers: the workflow uses it when its own first request is the same (kept in history
+    with the workflow's input), and plans by its activity otherwise."""
+
+    request: PlanRequest
+    plan: Plan
+
+
 class ClaimLifecycleInput(Tolerant):
     tenant_id: str
     claim_id: str
     state: ClaimState | None = None  # set by continue-as-new
+    first_plan: FirstPlan | None = None  # set by the consumer for a claim new to the record
     payment_escalation_days: int = 7  # PaymentOverdue repeats this often until paid or closed
     negotiation_task_queue: str = "negotiation"
     forfeiture_grace_days: int = 120  # a forfeited claim can be revived this long

@@ -25,6 +25,7 @@ from shared.temporal import claim_workflow_id, query_workflow
 
 async def list_overrides(tenant_id: str, engine: AsyncEngine | None = None) -> list[tuple[int, OverrideIn]]:
     async with (engine or get_engine()).connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")  # one query: no BEGIN, no ROLLBACK
         rows = (
             await conn.execute(
                 select(calendar_overrides)

@@ -22,14 +22,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from services.dispute.batch_workflow import IdrBatchWorkflow
-    from services.dispute.clock import LOCAL_STEPS, REMINDER_SPREAD, step
+    from services.dispute.clock import LOCAL_STEPS, PLANNED_BEFORE_START, REMINDER_SPREAD, step
+    from services.dispute.planning import plan_request
     from services.dispute.schemas import (
         ClaimEventSignal,
         ClaimLifecycleInput,
         ClaimState,
         ClaimStatus,
         Plan,
-        PlanRequest,
         ReminderPlan,
     )
     from services.dispute.stages import ClaimStages
@@ -66,15 +66,6 @@ with workflow.unsafe.imports_passed_through():
 
 __all__ = ["ClaimLifecycleWorkflow", "IdrBatchWorkflow"]
 
-# deadlines that get reminders (the ones a person must act on)
-REMIND = (
-    "open_negotiation_initiation_deadline",
-    "idr_initiation_deadline",
-    "post_cooling_off_initiation_deadline",
-    "offer_and_fee_deadline",
-    "provider_refund_deadline",
-    "improper_batch_resubmission_deadline",
-)
 IDR_STAGES = (
     Stage.IDR_INITIATED,
     Stage.IDRE_SELECTION,
@@ -104,6 +95,7 @@ class ClaimLifecycleWorkflow(ClaimStages):
         self._checkpoint: ClaimState | None = None
         self._trying: ClaimAdjudicated | None = None  # the corrected facts being planned
         self._rejections: list[tuple[int, int, str]] = []  # (after version, up to version, reason)
+        self._first_plan = None if inp.state else inp.first_plan  # the consumer's plan of the first pass
 
     # ---------------------------------------------------------------------------------------
     # messages
@@ -613,31 +605,12 @@ class ClaimLifecycleWorkflow(ClaimStages):
         planning = self.version
         snapshot = s.model_copy(deep=True) if self._checkpoint is not None else None
         try:
-            plan = await step(
-                "plan_deadlines",
-                PlanRequest(
-                    bill_sent_on=s.facts.bill_sent_on,
-                    initial_payment_received_on=s.dates.get("initial_payment_received_on"),
-                    open_negotiation_started_on=s.dates.get("open_negotiation_started_on"),
-                    idr_initiated_on=s.dates.get("idr_initiated_on"),
-                    idre_selected_on=s.dates.get("idre_selected_on"),
-                    determination_on=s.dates.get("determination_on"),
-                    prior_determination_on=s.dates.get("prior_determination_on"),
-                    prior_batched=s.prior_batched,
-                    prior_open_negotiation_started_on=s.dates.get("prior_open_negotiation_started_on"),
-                    tenant_id=s.tenant_id,
-                    state=s.facts.state,
-                    extensions=list(s.extensions),
-                    remind=list(REMIND),
-                    agreement_on=s.dates.get("agreement_on"),
-                    improper_batch_notice_on=s.dates.get("improper_batch_notice_on"),
-                    joint_selection=s.selected_jointly,
-                    refund_due=bool(s.refund_owed and s.refund_sent < s.refund_owed),
-                    **self._spread(),
-                ),
-                Plan,
-                local=workflow.patched(LOCAL_STEPS),
-            )
+            req = plan_request(s, spread=workflow.patched(REMINDER_SPREAD))
+            first, self._first_plan = self._first_plan, None
+            if first is not None and first.request == req and workflow.patched(PLANNED_BEFORE_START):
+                plan = first.plan  # planned by the consumer for exactly this request: no step
+            else:
+                plan = await step("plan_deadlines", req, Plan, local=workflow.patched(LOCAL_STEPS))
         except ActivityError as exc:  # only a non-retryable refusal of the rules ends up here
             cause = exc.cause
             return str(getattr(cause, "message", None) or cause or exc)
@@ -663,12 +636,6 @@ class ClaimLifecycleWorkflow(ClaimStages):
             snapshot.deadlines = dict(planned)
             self._checkpoint = snapshot
         return None
-
-    def _spread(self) -> dict[str, Any]:
-        """Ask the planner to spread this claim's reminders before the reminder time (patched)."""
-        if not workflow.patched(REMINDER_SPREAD):
-            return {}
-        return {"claim_id": self.s.claim_id, "reminder_spread": True}
 
     def _seed_started(self) -> bool:
         """Plan a new claim's first pass once: the open negotiation start its facts carry is planned

@@ -12,7 +12,9 @@ activation switch).
 
 Tags so far: none (the release before issue 12), ``local_plan`` (planning and the record as local
 activities, the first pass planned once, reminders spread before the reminder time), ``local_alert``
-(each alert staged by a local activity in the workflow task its timer wakes).
+(each alert staged by a local activity in the workflow task its timer wakes), ``first_plan`` (recorded
+with ``--first-plan``: claims start with the first plan the dispute consumer made, and take no planning
+step in their first workflow task).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from shared.lifecycle import (
     MemberJoined,
 )
 from shared.temporal import register_search_attributes
-from tests.workflow.lifecycle_kit import CAL, QUEUE, Claim, Recorder, facts, workers
+from tests.workflow.lifecycle_kit import CAL, QUEUE, Claim, Recorder, facts, first_plan, workers
 
 OUT = Path(__file__).parent / "histories"
 TAG = ""  # set from --tag: the suffix of every file written
@@ -152,7 +154,11 @@ async def started_before(env: WorkflowEnvironment) -> None:
     )
     claim.handle = await env.client.start_workflow(
         ClaimLifecycleWorkflow.run,
-        ClaimLifecycleInput(tenant_id="t1", claim_id=claim.claim_id),
+        ClaimLifecycleInput(
+            tenant_id="t1",
+            claim_id=claim.claim_id,
+            first_plan=first_plan("t1", claim.claim_id, event) if Claim.plan_first else None,
+        ),
         id=f"claim:t1:{claim.claim_id}",
         task_queue=QUEUE,
         start_signal="claim_event",
@@ -279,9 +285,11 @@ if __name__ == "__main__":
     parser.add_argument("--tag", default="", help="suffix of the files written (the release's code path)")
     parser.add_argument("--force", action="store_true", help="overwrite existing histories")
     parser.add_argument("--no-patches", action="store_true", help="record the paths before workflow.patched")
+    parser.add_argument("--first-plan", action="store_true", help="start claims with a first plan")
     parser.add_argument("scenarios", nargs="*", default=[], choices=[[], *SCENARIOS], help="default: all")
     args = parser.parse_args()
     TAG, FORCE = args.tag, args.force
+    Claim.plan_first = args.first_plan
     asyncio.run(main(args.scenarios or list(SCENARIOS), patches=not args.no_patches))
     # the Temporal client's threads can abort interpreter finalization (SIGABRT) after the work is
     # done, as in services/cli.py: flush and skip it

@@ -27,7 +27,7 @@ def history(name: str) -> WorkflowHistory:
 
 
 # each release's code path, recorded by tests/replay/record.py --tag (none: the release before issue 12)
-TAGS = ("", "__local_plan", "__local_alert")
+TAGS = ("", "__local_plan", "__local_alert", "__first_plan")
 PATHS = ("claim_forfeited", "claim_settled", "claim_paid_after_escalation")
 
 
@@ -81,6 +81,22 @@ def test_the_first_pass_is_one_workflow_task_with_local_plan(name: str) -> None:
     assert (tasks, activities) == (1, [])
     assert markers.count("core_patch") == 2 and markers.count("core_local_activity") == 2
     assert events < old[0]
+
+
+@pytest.mark.parametrize("name", [*PATHS, "claim_started_before_it_arrived"])
+def test_a_claim_started_with_its_first_plan_takes_no_planning_step(name: str) -> None:
+    """Started as the dispute consumer starts it, with the first plan made (in the workflow's input,
+    so in history): its first workflow task has one local activity, the record, and the plan the
+    consumer made is the one the claim keeps."""
+    before = first_pass(f"{name}__local_alert")
+    events, tasks, activities, markers = first_pass(f"{name}__first_plan")
+    assert (tasks, activities) == (1, [])
+    assert markers.count("core_local_activity") == 1 and before[3].count("core_local_activity") == 2
+    # one marker fewer, one patch marker (and its search attribute) more: the gain is the activation
+    assert markers.count("core_patch") == before[3].count("core_patch") + 1 and events == before[0] + 1
+    started = history(f"{name}__first_plan").events[0].workflow_execution_started_event_attributes
+    inp = ClaimLifecycleInput.model_validate(json.loads(started.input.payloads[0].data))
+    assert inp.first_plan is not None and inp.first_plan.plan.deadlines
 
 
 def alert_steps(name: str) -> tuple[int, int, int]:

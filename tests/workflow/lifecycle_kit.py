@@ -18,12 +18,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PatchActivationInput, Worker
 
 from services.dispute.activities import DisputeActivities, refusal_reason
+from services.dispute.planning import first_pass_request
 from services.dispute.schemas import (
     AlertRequest,
     ClaimEventSignal,
     ClaimLifecycleInput,
     ClaimStatus,
     EmitRequest,
+    FirstPlan,
     Plan,
     PlanRequest,
     RecordRequest,
@@ -116,6 +118,13 @@ def facts(claim_id: str, received: date, paid: list[str], sequence: int = 1) -> 
     )
 
 
+def first_plan(tenant_id: str, claim_id: str, claim: ClaimAdjudicated) -> FirstPlan:
+    """The first plan the dispute consumer makes for a new claim (no tenant overrides here)."""
+    request = first_pass_request(tenant_id, claim_id, claim)
+    planner = DisputeActivities(engine=None, settings=Settings(), calendar=CAL)  # type: ignore[arg-type]
+    return FirstPlan(request=request, plan=planner.compute_plan(request, Overrides()))
+
+
 def no_new_patches(_: PatchActivationInput) -> bool:
     """A worker's patch switch: new workflows take the code paths of before every ``workflow.patched``
     (the release the committed replay histories were recorded with)."""
@@ -154,10 +163,16 @@ class Claim:
     async def today(self) -> date:
         return (await self.env.get_current_time()).astimezone(NY).date()
 
+    # start with the first plan made, as the dispute consumer does (tests/replay/record.py --first-plan)
+    plan_first = False
+
     async def start(self, received: date | None = None, paid: list[str] | None = None, **inputs: Any) -> date:
         """Start the workflow with the claim event; ``inputs`` are further ClaimLifecycleInput fields
         (e.g. ``history_event_limit``)."""
         received = received or CAL.business_day_beginning(await self.today(), 1)
+        claim = facts(self.claim_id, received, paid or ["350.00"])
+        if self.plan_first and "first_plan" not in inputs:
+            inputs["first_plan"] = first_plan("t1", self.claim_id, claim)
         self.handle = await self.env.client.start_workflow(
             ClaimLifecycleWorkflow.run,
             ClaimLifecycleInput(
@@ -167,11 +182,7 @@ class Claim:
             task_queue=QUEUE,
             start_signal="claim_event",
             start_signal_args=[
-                ClaimEventSignal(
-                    event_id=uuid.uuid4(),
-                    occurred_at=datetime.now(UTC),
-                    facts=facts(self.claim_id, received, paid or ["350.00"]),
-                )
+                ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=claim)
             ],
         )
         await self.wait_stage("open_negotiation_window")
