@@ -87,8 +87,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_s(pid: int, *, children: bool = True) -> float:
-    """CPU seconds (user + system) of a process and, with ``children``, of its live children
-    (PostgreSQL's backends)."""
+    """CPU seconds (user + system) of a process and, with ``children``, of its children: live ones
+    (PostgreSQL's backends) and those it has reaped (a backend that closed)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except FileNotFoundError:
@@ -96,6 +96,7 @@ def tree_cpu_s(pid: int, *, children: bool = True) -> float:
     total = (int(fields[11]) + int(fields[12])) / TICK
     if not children:
         return total
+    total += (int(fields[13]) + int(fields[14])) / TICK
     for child in Path(f"/proc/{pid}/task").glob("*/children"):
         for c in child.read_text().split():
             total += tree_cpu_s(int(c))
