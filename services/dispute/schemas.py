@@ -29,15 +29,6 @@ class Tolerant(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class FirstPlan(Tolerant):
-    """A new claim's first plan, made by the dispute consumer before it starts the workflow, with the
-    request it answers: the workflow uses it when its own first request is the same (kept in history
-    with the workflow's input), and plans by its activity otherwise."""
-
-    request: PlanRequest
-    plan: Plan
-
-
 class ClaimLifecycleInput(Tolerant):
     tenant_id: str
     claim_id: str
@@ -98,6 +89,15 @@ class PlanRequest(Contract):
 class Plan(Contract):
     deadlines: list[DeadlineView]
     reminders: list[ReminderPlan]
+
+
+class FirstPlan(Tolerant):
+    """A new claim's first plan, made by the dispute consumer before it starts the workflow, with the
+    request it answers: the workflow uses it when its own first request is the same (kept in history
+    with the workflow's input), and plans by its activity otherwise."""
+
+    request: PlanRequest
+    plan: Plan
 
 
 class EmitRequest(Tolerant):
