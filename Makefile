@@ -28,7 +28,7 @@ bench: install
 	$(BIN)/python -m bench.worklist_bench
 	$(BIN)/python -m bench.parse_bench
 	$(BIN)/python -m bench.intake_bench
-	$(BIN)/python -m bench.workflow_bench --plan-claims 10000
+	$(BIN)/python -m bench.workflow_bench --reps 5 --plan-claims 10000
 	$(BIN)/python -m bench.alert_bench --claims 300 --spread-minutes 0
 	$(BIN)/python -m bench.alert_bench --claims 300 --spread-minutes 3
 
