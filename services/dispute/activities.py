@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -191,10 +191,11 @@ class DisputeActivities:
         extensions granted for this claim, and the reminders of the deadlines asked for."""
         return await self.plan(req)
 
-    async def plan(self, req: PlanRequest) -> Plan:
-        """``plan_deadlines``, also called by the dispute consumer for a new claim's first pass;
-        raises a non-retryable ``ApplicationError`` with the rules' reason when they cannot plan."""
-        tenant = await tenant_overrides(req.tenant_id, self.engine) if req.tenant_id else Overrides()
+    async def plan(self, req: PlanRequest, session: AsyncSession | None = None) -> Plan:
+        """``plan_deadlines``, also called by the dispute consumer for a new claim's first pass (the
+        overrides read in its ``session``); raises a non-retryable ``ApplicationError`` with the
+        rules' reason when they cannot plan."""
+        tenant = await tenant_overrides(req.tenant_id, self.engine, session) if req.tenant_id else Overrides()
         try:
             return self.compute_plan(req, tenant)
         except Exception as exc:  # pure computation: the same input fails the same way every time

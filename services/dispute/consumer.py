@@ -13,7 +13,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from services.dispute.planning import first_pass_request
+from services.dispute.planning import first_pass_request, request_digest
 from services.dispute.record_writes import claim_recorded, record_late_event, record_refused_payment
 from services.dispute.schemas import (
     ClaimEventSignal,
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "dispute-claims"
 
-Planner = Callable[[PlanRequest], Awaitable[Plan]]
+Planner = Callable[[PlanRequest, AsyncSession | None], Awaitable[Plan]]
 
 
 class ClaimEventHandler:
@@ -47,16 +47,23 @@ class ClaimEventHandler:
         self.settings = settings
         self.planner = planner
 
-    async def first_plan(self, tenant_id: str, claim_id: str, facts: ClaimAdjudicated) -> FirstPlan | None:
-        """The first pass's plan, or None when the rules refuse it (the workflow then plans, and
-        refuses, on its own record) or there is no planner."""
+    async def first_plan(
+        self, session: AsyncSession | None, tenant_id: str, claim_id: str, facts: ClaimAdjudicated
+    ) -> FirstPlan | None:
+        """The first pass's plan (the overrides read in ``session``, else on a connection of the
+        planner's), or None: no planner, or the plan could not be made here (the workflow then plans,
+        and refuses, on its own)."""
         if self.planner is None:
             return None
         request = first_pass_request(tenant_id, claim_id, facts)
         try:
-            return FirstPlan(request=request, plan=await self.planner(request))
-        except ApplicationError:
+            plan = await self.planner(request, session)
+        except ApplicationError:  # the rules refuse these dates: the workflow records why
             return None
+        except Exception as exc:  # an optimisation only: never the reason a claim does not start
+            log.warning("claim %s: no first plan (%s); the workflow plans it", claim_id, type(exc).__name__)
+            return None
+        return FirstPlan(request_digest=request_digest(request), plan=plan)
 
     async def _exists(self, workflow_id: str) -> bool:
         try:
@@ -85,6 +92,8 @@ class ClaimEventHandler:
             await record_late_event(session, env, facts.event_sequence, why)
             log.warning("claim %s: %s; event %s recorded, not applied", workflow_id, why, env.event_id)
             return
+        # planned here for a claim new to the record (a running workflow ignores a start's input)
+        first = None if recorded else await self.first_plan(session, tenant_id, claim_id, facts)
         try:
             await self.client.start_workflow(
                 ClaimLifecycleWorkflow.run,
@@ -93,8 +102,7 @@ class ClaimEventHandler:
                     claim_id=env.claim_id,
                     negotiation_task_queue=self.settings.negotiation_task_queue,
                     forfeiture_grace_days=self.settings.forfeiture_grace_days,
-                    # a claim new to the record (a running one ignores the input of a start)
-                    first_plan=None if recorded else await self.first_plan(tenant_id, claim_id, facts),
+                    first_plan=first,
                 ),
                 id=workflow_id,
                 task_queue=self.settings.dispute_task_queue,

@@ -4,6 +4,7 @@ workflow (``FirstPlan``): the workflow then takes no planning step in its first 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 
 from services.dispute.schemas import ClaimState, PlanRequest
@@ -57,3 +58,9 @@ def first_pass_request(tenant_id: str, claim_id: str, facts: ClaimAdjudicated) -
             dates["open_negotiation_started_on"] = facts.open_negotiation_started_on
     state = ClaimState(tenant_id=tenant_id, claim_id=claim_id, facts=facts, dates=dates)
     return plan_request(state, spread=True)
+
+
+def request_digest(req: PlanRequest) -> str:
+    """What a ``FirstPlan`` answers: a digest of the request's JSON (the same request, the same
+    digest; a release that adds a field to the request never mistakes an older plan for its own)."""
+    return hashlib.sha256(req.model_dump_json().encode()).hexdigest()

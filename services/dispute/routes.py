@@ -29,6 +29,7 @@ from services.dispute.service import (
     remove_override,
     replan_claims,
     tenant_overrides,
+    unplanned_claims,
 )
 from shared.db import get_engine
 from shared.http import Problem
@@ -239,9 +240,13 @@ async def delete_override(
 
 
 async def _replan(request: Request, tenant_id: str, override: OverrideIn) -> int:
-    """Running claims see a calendar change at once, not only claims planned afterwards."""
-    claim_ids = await affected_claims(tenant_id, override)
-    return await replan_claims(request.app.state.temporal, tenant_id, claim_ids) if claim_ids else 0
+    """Running claims see a calendar change at once, not only claims planned afterwards: those on
+    the record it can move, and those not planned yet (their first plan, made by the consumer, may
+    predate the change). Asked in that order reversed: a claim planned meanwhile is on the record."""
+    client = request.app.state.temporal
+    unplanned = await unplanned_claims(client, tenant_id)
+    claim_ids = sorted({*await affected_claims(tenant_id, override), *unplanned})
+    return await replan_claims(client, tenant_id, claim_ids) if claim_ids else 0
 
 
 @rules.post("/eligibility", response_model=EligibilityResult)

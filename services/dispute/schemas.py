@@ -93,10 +93,11 @@ class Plan(Contract):
 
 class FirstPlan(Tolerant):
     """A new claim's first plan, made by the dispute consumer before it starts the workflow, with the
-    request it answers: the workflow uses it when its own first request is the same (kept in history
-    with the workflow's input), and plans by its activity otherwise."""
+    digest of the request it answers (``planning.request_digest``): the workflow uses it when its own
+    first request has that digest (kept in history with the workflow's input), and plans by its
+    activity otherwise."""
 
-    request: PlanRequest
+    request_digest: str
     plan: Plan
 
 

@@ -4,11 +4,13 @@ move), a claim's live status. The claim record is written by
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from services.dispute.models import (
     calendar_overrides,
@@ -22,22 +24,31 @@ from shared.rules.calendar import Overrides
 from shared.rules.overrides import OverrideIn, to_overrides
 from shared.temporal import claim_workflow_id, query_workflow
 
+log = logging.getLogger(__name__)
 
-async def list_overrides(tenant_id: str, engine: AsyncEngine | None = None) -> list[tuple[int, OverrideIn]]:
-    async with (engine or get_engine()).connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")  # one query: no BEGIN, no ROLLBACK
-        rows = (
-            await conn.execute(
-                select(calendar_overrides)
-                .where(calendar_overrides.c.tenant_id == tenant_id)
-                .order_by(calendar_overrides.c.start, calendar_overrides.c.id)
-            )
-        ).all()
+
+async def list_overrides(
+    tenant_id: str, engine: AsyncEngine | None = None, session: AsyncSession | None = None
+) -> list[tuple[int, OverrideIn]]:
+    """The tenant's overrides, read in ``session`` (the caller's transaction) when given."""
+    query = (
+        select(calendar_overrides)
+        .where(calendar_overrides.c.tenant_id == tenant_id)
+        .order_by(calendar_overrides.c.start, calendar_overrides.c.id)
+    )
+    if session is not None:
+        rows = (await session.execute(query)).all()
+    else:
+        async with (engine or get_engine()).connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")  # one query: no BEGIN, no ROLLBACK
+            rows = (await conn.execute(query)).all()
     return [(r.id, _override(r)) for r in rows]
 
 
-async def tenant_overrides(tenant_id: str, engine: AsyncEngine | None = None) -> Overrides:
-    return to_overrides([o for _, o in await list_overrides(tenant_id, engine)])
+async def tenant_overrides(
+    tenant_id: str, engine: AsyncEngine | None = None, session: AsyncSession | None = None
+) -> Overrides:
+    return to_overrides([o for _, o in await list_overrides(tenant_id, engine, session)])
 
 
 async def add_override(tenant_id: str, override: OverrideIn, engine: AsyncEngine | None = None) -> int:
@@ -109,6 +120,23 @@ async def affected_claims(
         query = query.where(claims.c.state.in_(list(override.states)))
     async with (engine or get_engine()).connect() as conn:
         return [r.claim_id for r in (await conn.execute(query)).all()]
+
+
+async def unplanned_claims(client: Client, tenant_id: str) -> list[str]:
+    """The tenant's running claims not planned yet (``IdrStage`` still ``received``): a claim whose
+    first plan the consumer made before a calendar change, and whose record is not written yet."""
+    query = (
+        "WorkflowType = 'ClaimLifecycleWorkflow' AND ExecutionStatus = 'Running' "
+        f"AND IdrTenant = '{tenant_id}' AND IdrStage = 'received'"  # tenant ids are [a-z0-9-]
+    )
+    prefix = claim_workflow_id(tenant_id, "")
+    try:
+        return [
+            w.id.removeprefix(prefix) async for w in client.list_workflows(query) if w.id.startswith(prefix)
+        ]
+    except RPCError as exc:  # the override is saved; the claims on the record are still replanned
+        log.warning("tenant %s: claims not planned yet could not be listed (%s)", tenant_id, exc.status)
+        return []
 
 
 async def replan_claims(client: Client, tenant_id: str, claim_ids: list[str], concurrency: int = 20) -> int:

@@ -23,7 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from services.dispute.batch_workflow import IdrBatchWorkflow
     from services.dispute.clock import LOCAL_STEPS, PLANNED_BEFORE_START, REMINDER_SPREAD, step
-    from services.dispute.planning import plan_request
+    from services.dispute.planning import plan_request, request_digest
     from services.dispute.schemas import (
         ClaimEventSignal,
         ClaimLifecycleInput,
@@ -122,7 +122,9 @@ class ClaimLifecycleWorkflow(ClaimStages):
 
     @workflow.signal(name="calendar_changed")
     def calendar_changed(self) -> None:
-        """The tenant's closures or extensions changed: plan the deadlines again."""
+        """The tenant's closures or extensions changed: plan the deadlines again (a first plan the
+        consumer made may predate the change: not used)."""
+        self._first_plan = None
         self._bump()
 
     @workflow.query(name="status")
@@ -607,7 +609,12 @@ class ClaimLifecycleWorkflow(ClaimStages):
         try:
             req = plan_request(s, spread=workflow.patched(REMINDER_SPREAD))
             first, self._first_plan = self._first_plan, None
-            if first is not None and first.request == req and workflow.patched(PLANNED_BEFORE_START):
+            # replaying, the history's patch marker says whether the first plan was used (a later
+            # release may build another request from the same state)
+            mine = first is not None and (
+                workflow.unsafe.is_replaying() or first.request_digest == request_digest(req)
+            )
+            if first is not None and mine and workflow.patched(PLANNED_BEFORE_START):
                 plan = first.plan  # planned by the consumer for exactly this request: no step
             else:
                 plan = await step("plan_deadlines", req, Plan, local=workflow.patched(LOCAL_STEPS))

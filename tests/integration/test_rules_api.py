@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from deploy.bootstrap import seed_tenant
 from deploy.devstack import Stack
+from services.dispute.schemas import ClaimLifecycleInput
+from shared.settings import Settings
+from shared.temporal import IDR_STAGE, IDR_TENANT, claim_workflow_id, converter_for
 
 
 @pytest.fixture
@@ -23,6 +30,7 @@ async def dispute(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     install_problem_handlers(app)
     app.include_router(router)
     app.include_router(rules)
+    app.state.temporal = await temporal(stack)  # an override replans the tenant's running claims
     await seed_tenant(stack.database_url, "rules-a", "A", "key-rules-a", None, None)
     await seed_tenant(stack.database_url, "rules-b", "B", "key-rules-b", None, None)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dispute") as client:
@@ -31,6 +39,52 @@ async def dispute(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 A = {"Authorization": "Bearer key-rules-a"}
 B = {"Authorization": "Bearer key-rules-b"}
+
+
+async def temporal(stack: Stack) -> Client:
+    settings = Settings(temporal_address=stack.temporal_address, temporal_namespace=stack.temporal_namespace)
+    return await Client.connect(
+        stack.temporal_address, namespace=stack.temporal_namespace, data_converter=converter_for(settings)
+    )
+
+
+async def test_an_override_replans_a_claim_not_planned_yet(stack: Stack, dispute: httpx.AsyncClient) -> None:
+    """A claim whose workflow has started but not planned (its first plan, made by the consumer, may
+    predate the override) is not on the record yet: the override still tells it (``calendar_changed``),
+    and its first pass then plans with the new calendar instead of the consumer's plan."""
+    client = await temporal(stack)
+    claim_id = f"C-{uuid.uuid4().hex[:8]}"
+    handle = await client.start_workflow(  # on a queue no worker polls: it stays "received"
+        "ClaimLifecycleWorkflow",
+        ClaimLifecycleInput(tenant_id="rules-a", claim_id=claim_id),
+        id=claim_workflow_id("rules-a", claim_id),
+        task_queue=f"nobody-{claim_id}",
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(IDR_TENANT, "rules-a"), SearchAttributePair(IDR_STAGE, "received")]
+        ),
+    )
+    try:
+        query = f"WorkflowId = '{handle.id}' AND IdrStage = 'received'"
+        for _ in range(100):  # visibility is eventually consistent
+            if (await client.count_workflows(query)).count:
+                break
+            await asyncio.sleep(0.1)
+        closure = {"kind": "closure", "start": "2031-03-03", "end": "2031-03-03", "name": "Flood"}
+        created = await dispute.post("/v1/rules/overrides", json=closure, headers=A)
+        assert created.status_code == 201 and created.json()["replanned"] == 1, created.text
+        other = await dispute.post("/v1/rules/overrides", json=closure, headers=B)  # another tenant's
+        assert other.status_code == 201 and other.json()["replanned"] == 0
+        signals = [
+            e.workflow_execution_signaled_event_attributes.signal_name
+            for e in (await handle.fetch_history()).events
+            if e.HasField("workflow_execution_signaled_event_attributes")
+        ]
+        assert signals == ["calendar_changed"]
+    finally:
+        await handle.terminate("test over")
+        for key in (A, B):
+            for o in (await dispute.get("/v1/rules/overrides", headers=key)).json():
+                await dispute.delete(f"/v1/rules/overrides/{o['id']}", headers=key)
 
 
 async def test_deadlines_explain_themselves(dispute: httpx.AsyncClient) -> None:

@@ -86,8 +86,8 @@ def test_the_first_pass_is_one_workflow_task_with_local_plan(name: str) -> None:
 @pytest.mark.parametrize("name", [*PATHS, "claim_started_before_it_arrived"])
 def test_a_claim_started_with_its_first_plan_takes_no_planning_step(name: str) -> None:
     """Started as the dispute consumer starts it, with the first plan made (in the workflow's input,
-    so in history): its first workflow task has one local activity, the record, and the plan the
-    consumer made is the one the claim keeps."""
+    so in history): its first workflow task has one local activity, the record. Started so by a worker
+    with the patch switch off (``__first_plan_unpatched``), it planned by its activity."""
     before = first_pass(f"{name}__local_alert")
     events, tasks, activities, markers = first_pass(f"{name}__first_plan")
     assert (tasks, activities) == (1, [])
@@ -97,6 +97,8 @@ def test_a_claim_started_with_its_first_plan_takes_no_planning_step(name: str) -
     started = history(f"{name}__first_plan").events[0].workflow_execution_started_event_attributes
     inp = ClaimLifecycleInput.model_validate(json.loads(started.input.payloads[0].data))
     assert inp.first_plan is not None and inp.first_plan.plan.deadlines
+    unpatched = first_pass(f"{name}__first_plan_unpatched")
+    assert unpatched[2] and unpatched[2][0] == "plan_deadlines" and "core_patch" not in unpatched[3]
 
 
 def alert_steps(name: str) -> tuple[int, int, int]:
@@ -167,6 +169,7 @@ class SleepsFirst(ClaimLifecycleWorkflow):
         "claim_paid_after_escalation__local_plan",
         "claim_after_continue_as_new__local_plan",
         "claim_paid_after_escalation__local_alert",
+        "claim_paid_after_escalation__first_plan",
     ],
 )
 async def test_a_changed_workflow_does_not_replay(name: str) -> None:

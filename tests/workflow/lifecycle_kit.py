@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PatchActivationInput, Worker
 
 from services.dispute.activities import DisputeActivities, refusal_reason
-from services.dispute.planning import first_pass_request
+from services.dispute.planning import first_pass_request, request_digest
 from services.dispute.schemas import (
     AlertRequest,
     ClaimEventSignal,
@@ -122,7 +122,7 @@ def first_plan(tenant_id: str, claim_id: str, claim: ClaimAdjudicated) -> FirstP
     """The first plan the dispute consumer makes for a new claim (no tenant overrides here)."""
     request = first_pass_request(tenant_id, claim_id, claim)
     planner = DisputeActivities(engine=None, settings=Settings(), calendar=CAL)  # type: ignore[arg-type]
-    return FirstPlan(request=request, plan=planner.compute_plan(request, Overrides()))
+    return FirstPlan(request_digest=request_digest(request), plan=planner.compute_plan(request, Overrides()))
 
 
 def no_new_patches(_: PatchActivationInput) -> bool:

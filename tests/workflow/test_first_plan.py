@@ -4,6 +4,7 @@ answers, and then takes no planning step; any other plan is ignored and planned 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -14,11 +15,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from services.dispute.consumer import ClaimEventHandler
-from services.dispute.planning import first_pass_request
+from services.dispute.planning import first_pass_request, request_digest
 from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput, FirstPlan, Plan, PlanRequest
 from services.dispute.workflows import ClaimLifecycleWorkflow
 from shared.settings import Settings
-from tests.workflow.lifecycle_kit import CAL, QUEUE, Claim, Recorder, facts, first_plan
+from tests.workflow.lifecycle_kit import CAL, QUEUE, Claim, Recorder, facts, first_plan, workers
 
 
 def local_activities(history: WorkflowHistory | History) -> list[str]:
@@ -93,22 +94,52 @@ async def test_a_claim_already_in_open_negotiation_is_planned_once_with_its_star
     assert local_activities(await claim.handle.fetch_history()) == ["record_claim"]
 
 
+async def test_a_calendar_change_before_the_first_pass_discards_the_first_plan(
+    env: WorkflowEnvironment,
+) -> None:
+    """The tenant's calendar changed after the consumer planned, before the claim's first workflow
+    task (the override's replan signals the claims not planned yet): the claim plans itself."""
+    claim = Claim(env, "C-changed")
+    claim.plan_first = True
+    recorder = Recorder()
+    start = asyncio.create_task(claim.start())  # no worker yet: the start waits for its first pass
+    while claim.handle is None:
+        await asyncio.sleep(0.01)
+    await claim.handle.signal("calendar_changed")
+    async with workers(env, recorder):
+        await start
+    assert [p.claim_id for p in recorder.plans] == ["C-changed"]
+    assert local_activities(await claim.handle.fetch_history()) == ["plan_deadlines", "record_claim"]
+
+
 async def test_the_consumer_plans_a_new_claim_and_leaves_a_refusal_to_the_workflow() -> None:
     """Pure: the consumer's part, with planners standing in for the dispute activities."""
     settings = Settings()
     asked: list[PlanRequest] = []
 
-    async def planner(req: PlanRequest) -> Plan:
+    async def planner(req: PlanRequest, session: object) -> Plan:
         asked.append(req)
         return Plan(deadlines=[], reminders=[])
 
-    async def refusing(req: PlanRequest) -> Plan:
+    async def refusing(req: PlanRequest, session: object) -> Plan:
         raise ApplicationError("initial_payment_received_on: too far", non_retryable=True)
 
+    async def broken(req: PlanRequest, session: object) -> Plan:
+        raise ConnectionResetError("the database went away")
+
     claim = facts("C-1", date(2026, 11, 2), ["350.00"])
-    made = await ClaimEventHandler(None, settings, planner).first_plan("t1", "C-1", claim)  # type: ignore[arg-type]
-    assert isinstance(made, FirstPlan) and made.request == first_pass_request("t1", "C-1", claim)
-    assert asked == [made.request] and made.request.reminder_spread and made.request.claim_id == "C-1"
-    # refused: the workflow plans and refuses on its own record; no planner: the workflow plans
-    assert await ClaimEventHandler(None, settings, refusing).first_plan("t1", "C-1", claim) is None  # type: ignore[arg-type]
-    assert await ClaimEventHandler(None, settings).first_plan("t1", "C-1", claim) is None  # type: ignore[arg-type]
+
+    async def first(planner: object) -> FirstPlan | None:
+        handler = ClaimEventHandler(None, settings, planner)  # type: ignore[arg-type]
+        return await handler.first_plan(None, "t1", "C-1", claim)  # type: ignore[arg-type]
+
+    made = await first(planner)
+    request = first_pass_request("t1", "C-1", claim)
+    assert isinstance(made, FirstPlan) and made.request_digest == request_digest(request)
+    assert asked == [request] and request.reminder_spread and request.claim_id == "C-1"
+    other = first_pass_request("t1", "C-2", claim)
+    assert request_digest(other) != made.request_digest  # another claim's plan is not this one's
+    # refused: the workflow plans and refuses on its own record; broken or no planner: it plans
+    assert await first(refusing) is None
+    assert await first(broken) is None
+    assert await first(None) is None
