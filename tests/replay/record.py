@@ -46,7 +46,7 @@ from shared.lifecycle import (
     MemberJoined,
 )
 from shared.temporal import register_search_attributes
-from tests.workflow.lifecycle_kit import CAL, QUEUE, Claim, Recorder, facts, first_plan, workers
+from tests.workflow.lifecycle_kit import CAL, QUEUE, Claim, Recorder, facts, workers
 
 OUT = Path(__file__).parent / "histories"
 TAG = ""  # set from --tag: the suffix of every file written
@@ -140,31 +140,13 @@ async def settled(env: WorkflowEnvironment) -> None:
 async def started_before(env: WorkflowEnvironment) -> None:
     """A claim whose event says open negotiation began already: its first plan covers that period;
     the period ends, the IDR initiation window passes, the claim is forfeited."""
-    import uuid
-    from datetime import UTC, datetime
-
-    from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput
-    from services.dispute.workflows import ClaimLifecycleWorkflow
-
     claim = Claim(env, "REPLAY-STARTED")
     received = CAL.business_days_after(await claim.today(), -3)
     started = CAL.business_days_after(received, 1)
-    event = facts(claim.claim_id, received, ["350.00"]).model_copy(
-        update={"open_negotiation_started_on": started}
-    )
-    claim.handle = await env.client.start_workflow(
-        ClaimLifecycleWorkflow.run,
-        ClaimLifecycleInput(
-            tenant_id="t1",
-            claim_id=claim.claim_id,
-            first_plan=first_plan("t1", claim.claim_id, event) if Claim.plan_first else None,
-        ),
-        id=f"claim:t1:{claim.claim_id}",
-        task_queue=QUEUE,
-        start_signal="claim_event",
-        start_signal_args=[
-            ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=event)
-        ],
+    await claim.begin(
+        facts(claim.claim_id, received, ["350.00"]).model_copy(
+            update={"open_negotiation_started_on": started}
+        )
     )
     await claim.wait_stage("open_negotiation")
     await claim.go_to(CAL.business_day_beginning(started, 31))

@@ -170,7 +170,13 @@ class Claim:
         """Start the workflow with the claim event; ``inputs`` are further ClaimLifecycleInput fields
         (e.g. ``history_event_limit``)."""
         received = received or CAL.business_day_beginning(await self.today(), 1)
-        claim = facts(self.claim_id, received, paid or ["350.00"])
+        await self.begin(facts(self.claim_id, received, paid or ["350.00"]), **inputs)
+        await self.wait_stage("open_negotiation_window")
+        return received
+
+    async def begin(self, claim: ClaimAdjudicated, **inputs: Any) -> None:
+        """Signal-with-start the workflow with ``claim`` as the dispute consumer does (with its first
+        plan when ``plan_first``), without waiting for any stage."""
         if self.plan_first and "first_plan" not in inputs:
             inputs["first_plan"] = first_plan("t1", self.claim_id, claim)
         self.handle = await self.env.client.start_workflow(
@@ -185,8 +191,6 @@ class Claim:
                 ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=claim)
             ],
         )
-        await self.wait_stage("open_negotiation_window")
-        return received
 
     async def status(self) -> ClaimStatus:
         assert self.handle is not None

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from temporalio.api.history.v1 import History
 from temporalio.client import WorkflowHistory
@@ -16,10 +15,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.dispute.consumer import ClaimEventHandler
 from services.dispute.planning import first_pass_request, request_digest
-from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput, FirstPlan, Plan, PlanRequest
-from services.dispute.workflows import ClaimLifecycleWorkflow
+from services.dispute.schemas import FirstPlan, Plan, PlanRequest
 from shared.settings import Settings
-from tests.workflow.lifecycle_kit import CAL, QUEUE, Claim, Recorder, facts, first_plan, workers
+from tests.workflow.lifecycle_kit import CAL, Claim, Recorder, facts, first_plan, workers
 
 
 def local_activities(history: WorkflowHistory | History) -> list[str]:
@@ -76,18 +74,9 @@ async def test_a_claim_already_in_open_negotiation_is_planned_once_with_its_star
     )
     assert first_pass_request("t1", "C-on", claim_facts).open_negotiation_started_on == started
     claim = Claim(env, "C-on")
-    claim.handle = await env.client.start_workflow(  # as the consumer starts it
-        ClaimLifecycleWorkflow.run,
-        ClaimLifecycleInput(
-            tenant_id="t1", claim_id="C-on", first_plan=first_plan("t1", "C-on", claim_facts)
-        ),
-        id="claim:t1:C-on",
-        task_queue=QUEUE,
-        start_signal="claim_event",
-        start_signal_args=[
-            ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=claim_facts)
-        ],
-    )
+    claim.plan_first = True
+    await claim.begin(claim_facts)
+    assert claim.handle is not None
     status = await claim.wait_stage("open_negotiation")
     assert rec.plans == []  # the start it carries was planned with it, by the consumer
     assert status.dates["open_negotiation_started_on"] == started

@@ -292,25 +292,15 @@ async def test_awaiting_the_initial_payment_then_open_negotiation(
     import uuid
     from datetime import UTC, datetime
 
-    from services.dispute.schemas import ClaimEventSignal, ClaimLifecycleInput
-    from services.dispute.workflows import ClaimLifecycleWorkflow
-    from tests.workflow.lifecycle_kit import QUEUE, facts
+    from services.dispute.schemas import ClaimEventSignal
+    from tests.workflow.lifecycle_kit import facts
 
     claim = Claim(env, "AWAIT-1")
     bill = await claim.today()
     waiting = facts("AWAIT-1", bill, ["0.00"]).model_copy(
         update={"initial_payment_received_on": None, "bill_sent_on": bill}
     )
-    claim.handle = await env.client.start_workflow(
-        ClaimLifecycleWorkflow.run,
-        ClaimLifecycleInput(tenant_id="t1", claim_id="AWAIT-1"),
-        id="claim:t1:AWAIT-1",
-        task_queue=QUEUE,
-        start_signal="claim_event",
-        start_signal_args=[
-            ClaimEventSignal(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), facts=waiting)
-        ],
-    )
+    await claim.begin(waiting)
     status = await claim.wait_stage("awaiting_initial_payment")
     assert status.deadlines["initial_payment_deadline"].due_on == bill + timedelta(days=30)
     await claim.go_to(bill + timedelta(days=31))
