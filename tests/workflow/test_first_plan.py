@@ -120,7 +120,7 @@ async def test_the_consumer_plans_a_new_claim_and_leaves_a_refusal_to_the_workfl
 
     async def first(planner: object) -> FirstPlan | None:
         handler = ClaimEventHandler(None, settings, planner)  # type: ignore[arg-type]
-        return await handler.first_plan(None, "t1", "C-1", claim)  # type: ignore[arg-type]
+        return await handler.first_plan(None, "t1", "C-1", claim)
 
     made = await first(planner)
     request = first_pass_request("t1", "C-1", claim)

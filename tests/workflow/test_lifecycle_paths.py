@@ -301,6 +301,7 @@ async def test_awaiting_the_initial_payment_then_open_negotiation(
         update={"initial_payment_received_on": None, "bill_sent_on": bill}
     )
     await claim.begin(waiting)
+    assert claim.handle is not None
     status = await claim.wait_stage("awaiting_initial_payment")
     assert status.deadlines["initial_payment_deadline"].due_on == bill + timedelta(days=30)
     await claim.go_to(bill + timedelta(days=31))
