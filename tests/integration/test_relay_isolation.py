@@ -74,7 +74,9 @@ async def test_a_row_that_cannot_be_published_does_not_stop_the_others(stack: St
     try:
         await relay_once(get_engine(), outbox, producer, 500, settings)
         s = await state(too_big, behind, fine, bad_topic)
-        assert s[fine].published_at is not None
+        # the other key's row went out in the same pass (or, when the local broker refused its first
+        # produce for a moment, NotLeaderForPartition, was tried and charged: not held behind)
+        assert s[fine].published_at is not None or (s[fine].attempts == 1 and s[fine].last_error)
         assert s[too_big].published_at is None and s[too_big].attempts == 1
         assert "MessageSizeTooLarge" in s[too_big].last_error and s[too_big].next_attempt_at is not None
         assert s[bad_topic].published_at is None and s[bad_topic].attempts == 1 and s[bad_topic].last_error
@@ -90,8 +92,9 @@ async def test_a_row_that_cannot_be_published_does_not_stop_the_others(stack: St
         # a parked row no longer holds its key back
         while await relay_once(get_engine(), outbox, producer, 500, settings):
             pass
-        s = await state(too_big, behind)
+        s = await state(too_big, behind, fine)
         assert s[behind].published_at is not None and s[too_big].published_at is None
+        assert s[fine].published_at is not None
     finally:
         await producer.stop()
 
