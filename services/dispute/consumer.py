@@ -82,8 +82,7 @@ class ClaimEventHandler:
             log.info("ignoring %s %s", env.event_type, env.event_id)
             return
         facts = ClaimAdjudicated.model_validate(env.payload)
-        tenant_id, claim_id = env.tenant_id, env.claim_id
-        workflow_id = claim_workflow_id(tenant_id, claim_id)
+        workflow_id = claim_workflow_id(env.tenant_id, env.claim_id)
         recorded = await claim_recorded(session, env.tenant_id, env.claim_id)
         if recorded == "final" or (recorded == "open" and not await self._exists(workflow_id)):
             # the record outlives the workflow: a late event never starts a second lifecycle (one
@@ -93,7 +92,7 @@ class ClaimEventHandler:
             log.warning("claim %s: %s; event %s recorded, not applied", workflow_id, why, env.event_id)
             return
         # planned here for a claim new to the record (a running workflow ignores a start's input)
-        first = None if recorded else await self.first_plan(session, tenant_id, claim_id, facts)
+        first = None if recorded else await self.first_plan(session, env.tenant_id, env.claim_id, facts)
         try:
             await self.client.start_workflow(
                 ClaimLifecycleWorkflow.run,

@@ -47,16 +47,21 @@ def plan_request(s: ClaimState, *, spread: bool) -> PlanRequest:
     )
 
 
-def first_pass_request(tenant_id: str, claim_id: str, facts: ClaimAdjudicated) -> PlanRequest:
-    """The request of a new claim's first pass, as the workflow makes it: the first stage's dates
-    from the facts, the open negotiation start they carry planned with them (the workflow drops it
-    when the plan puts it after its deadline, which that date does not move)."""
+def first_stage_dates(facts: ClaimAdjudicated) -> dict[str, date]:
+    """The dates a claim's first stage is planned from: the initial payment, and the open negotiation
+    start the facts carry with it (planned with it, so the first pass plans once; the workflow drops
+    it when the plan puts it after its deadline, which that date does not move)."""
     dates: dict[str, date] = {}
     if facts.initial_payment_received_on:
         dates["initial_payment_received_on"] = facts.initial_payment_received_on
         if facts.open_negotiation_started_on:
             dates["open_negotiation_started_on"] = facts.open_negotiation_started_on
-    state = ClaimState(tenant_id=tenant_id, claim_id=claim_id, facts=facts, dates=dates)
+    return dates
+
+
+def first_pass_request(tenant_id: str, claim_id: str, facts: ClaimAdjudicated) -> PlanRequest:
+    """The request of a new claim's first pass, as the workflow makes it."""
+    state = ClaimState(tenant_id=tenant_id, claim_id=claim_id, facts=facts, dates=first_stage_dates(facts))
     return plan_request(state, spread=True)
 
 

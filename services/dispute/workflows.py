@@ -23,7 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from services.dispute.batch_workflow import IdrBatchWorkflow
     from services.dispute.clock import LOCAL_STEPS, PLANNED_BEFORE_START, REMINDER_SPREAD, step
-    from services.dispute.planning import plan_request, request_digest
+    from services.dispute.planning import first_stage_dates, plan_request, request_digest
     from services.dispute.schemas import (
         ClaimEventSignal,
         ClaimLifecycleInput,
@@ -611,10 +611,11 @@ class ClaimLifecycleWorkflow(ClaimStages):
             first, self._first_plan = self._first_plan, None
             # replaying, the history's patch marker says whether the first plan was used (a later
             # release may build another request from the same state)
-            mine = first is not None and (
-                workflow.unsafe.is_replaying() or first.request_digest == request_digest(req)
-            )
-            if first is not None and mine and workflow.patched(PLANNED_BEFORE_START):
+            if (
+                first is not None
+                and (workflow.unsafe.is_replaying() or first.request_digest == request_digest(req))
+                and workflow.patched(PLANNED_BEFORE_START)
+            ):
                 plan = first.plan  # planned by the consumer for exactly this request: no step
             else:
                 plan = await step("plan_deadlines", req, Plan, local=workflow.patched(LOCAL_STEPS))
@@ -644,18 +645,6 @@ class ClaimLifecycleWorkflow(ClaimStages):
             self._checkpoint = snapshot
         return None
 
-    def _seed_started(self) -> bool:
-        """Plan a new claim's first pass once: the open negotiation start its facts carry is planned
-        with it (``_enter`` applies it when it is within the deadline the same plan computes, which
-        that date does not move). True when the date was added for this plan (patched)."""
-        s = self.s
-        assert s.facts is not None
-        started = s.facts.open_negotiation_started_on
-        if not (started and s.facts.initial_payment_received_on and workflow.patched(LOCAL_STEPS)):
-            return False
-        s.dates["open_negotiation_started_on"] = started
-        return True
-
     # ---------------------------------------------------------------------------------------
     # the run
     # ---------------------------------------------------------------------------------------
@@ -680,12 +669,16 @@ class ClaimLifecycleWorkflow(ClaimStages):
                 version = self.version
             seeded = False
             if s.stage == Stage.RECEIVED and s.facts:  # the first stage's dates come from the facts
-                if s.facts.initial_payment_received_on:
-                    s.dates["initial_payment_received_on"] = s.facts.initial_payment_received_on
+                first = first_stage_dates(s.facts)
+                if "initial_payment_received_on" in first:
+                    s.dates["initial_payment_received_on"] = first["initial_payment_received_on"]
                 else:
                     s.dates.pop("initial_payment_received_on", None)
                 s.dates.pop("open_negotiation_started_on", None)
-                seeded = self._seed_started()
+                # the start the facts carry is planned with them (patched: the first pass plans once)
+                seeded = "open_negotiation_started_on" in first and workflow.patched(LOCAL_STEPS)
+                if seeded:
+                    s.dates["open_negotiation_started_on"] = first["open_negotiation_started_on"]
             refused = await self._plan()
             if refused is not None and seeded:  # the rules refuse the start date: plan without it
                 s.dates.pop("open_negotiation_started_on", None)

@@ -130,7 +130,7 @@ class NoticeHandler:
         d = deliveries
         # a row from before notices were scheduled (no envelope): a failed try is scheduled now; a
         # notice it sent has its proof staged again (that release staged it with the inbox commit)
-        await session.execute(
+        written = await session.execute(
             insert(d)
             .values(row)
             .on_conflict_do_update(
@@ -145,17 +145,21 @@ class NoticeHandler:
                 },
                 where=and_(d.c.envelope.is_(None), d.c.status == "failed"),
             )
+            .returning(d.c.id)
         )
-        sent = (
-            await session.execute(
-                select(d.c.provider_message_id, d.c.sent_at).where(
-                    d.c.event_id == env.event_id,
-                    d.c.channel == "email",
-                    d.c.status == "sent",
-                    d.c.envelope.is_(None),
+        # written (new, or revived): no legacy row to answer for; else look for a legacy sent one
+        sent = None
+        if written.first() is None:
+            sent = (
+                await session.execute(
+                    select(d.c.provider_message_id, d.c.sent_at).where(
+                        d.c.event_id == env.event_id,
+                        d.c.channel == "email",
+                        d.c.status == "sent",
+                        d.c.envelope.is_(None),
+                    )
                 )
-            )
-        ).first()
+            ).first()
         if sent is not None:
             await stage_proof(
                 session,

@@ -10,6 +10,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from sqlalchemy import update
@@ -57,8 +58,10 @@ class Claimed:
         """An open negotiation notice (its outcome goes back to the negotiation service as proof)."""
         return self.envelope.get("event_type") == NOTICE
 
+    @cached_property
     def event(self) -> Envelope:
-        """The stored envelope, without the traceparent the row keeps beside it."""
+        """The stored envelope, without the traceparent the row keeps beside it (read once: the send,
+        a notice's give-up age and its proof use it)."""
         return Envelope.model_validate(split_trace_headers(self.envelope)[0])
 
 
@@ -67,7 +70,7 @@ def _notice_keeps_trying(c: Claimed, settings: Settings, now: datetime) -> bool:
     ``notifier_notice_give_up_hours`` after it was issued: a mail server down for hours delays it."""
     if not c.is_notice:
         return False
-    issued = c.event().occurred_at
+    issued = c.event.occurred_at
     if issued.tzinfo is None:  # written without an offset by some producer: UTC
         issued = issued.replace(tzinfo=UTC)
     return now - issued < timedelta(hours=settings.notifier_notice_give_up_hours)
@@ -113,7 +116,7 @@ async def record_outcome(engine: AsyncEngine, settings: Settings, c: Claimed, o:
                 )
             )
             if c.is_notice:
-                await stage_proof(session, c.event(), sent_at=now, message_id=o.detail[:300])
+                await stage_proof(session, c.event, sent_at=now, message_id=o.detail[:300])
             return
         if o.kind == "rate_limited":
             due = now + timedelta(seconds=o.retry_after)
@@ -165,7 +168,7 @@ async def record_outcome(engine: AsyncEngine, settings: Settings, c: Claimed, o:
             .returning(d.c.id)
         )
         if final and c.is_notice and failed.first() is not None:
-            await stage_proof(session, c.event(), sent_at=None, detail=o.detail)
+            await stage_proof(session, c.event, sent_at=None, detail=o.detail)
     if final:
         log.error(
             "delivery %s of alert %s for tenant %s claim %s by %s failed for good after %d attempt(s): %s",

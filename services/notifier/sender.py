@@ -220,7 +220,7 @@ class DeliverySender:
         if channel is None:
             return Outcome("permanent", f"no channel {c.channel!r} in this notifier", "unknown channel")
         try:
-            env = c.event()
+            env = c.event
             message = None if env.event_type == NOTICE else render_alert(env, self.settings)
         except Exception as exc:
             reason = f"the alert cannot be rendered ({type(exc).__name__})"
